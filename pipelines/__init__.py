@@ -1,0 +1,1 @@
+"""Data pipelines: fetching videos into the store, and (later) curating clips for training."""

@@ -1,0 +1,1 @@
+"""Self-supervised pretraining: one engine, one module per method (DINO, DoRA, VideoMAE)."""

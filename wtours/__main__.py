@@ -1,0 +1,3 @@
+from wtours.cli import main
+
+main()

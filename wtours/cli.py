@@ -1,0 +1,188 @@
+"""The `wtours` command line. Every command imports its heavy machinery inside its body so
+that `wtours --help` and `wtours fetch` start in a fraction of a second."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from wtours.errors import WtoursError
+
+app = typer.Typer(
+    name="wtours",
+    help="Curate and study long egocentric walking-tour videos "
+    "(Walking Tours / DoRA, ICLR 2024): fetch, analyze, curate, pretrain, evaluate, compare.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ManifestOption = typer.Option(
+    None,
+    "--manifest",
+    "-m",
+    help="Manifest YAML listing the videos and their sources. Default: $WTOURS_MANIFEST, else "
+    "./data_manifest.yaml if present, else the shipped Walking Tours manifest.",
+    show_default=False,
+)
+DataDirOption = typer.Option(
+    None,
+    "--data-dir",
+    "-d",
+    envvar="WTOURS_DATA_DIR",
+    help="Data directory holding videos/, analysis/, clips/. Default: ./data (or $WTOURS_DATA_DIR).",
+    show_default=False,
+)
+OnlyOption = typer.Option(
+    None,
+    "--only",
+    help="Restrict to these video ids (repeat the option or separate ids by commas).",
+    show_default=False,
+)
+GroupOption = typer.Option(
+    None, "--group", "-g", help="Restrict to one manifest group, e.g. walking_tours.", show_default=False
+)
+
+
+def _split_ids(values: Optional[list[str]]) -> Optional[list[str]]:
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@app.command()
+def fetch(
+    manifest: Optional[Path] = ManifestOption,
+    only: Optional[list[str]] = OnlyOption,
+    group: Optional[str] = GroupOption,
+    data_dir: Optional[Path] = DataDirOption,
+    max_height: int = typer.Option(
+        2160,
+        "--max-height",
+        min=144,
+        help="Best video at or below this height (2160 = 4K as in the paper). Lower it (e.g. 1080) to save "
+        "disk and decode time when you only need training-resolution frames.",
+    ),
+    cookies: Optional[Path] = typer.Option(
+        None,
+        "--cookies",
+        exists=True,
+        dir_okay=False,
+        help="Netscape cookies file passed to yt-dlp; use it when YouTube answers 'sign in to confirm "
+        "you're not a bot' (common on cloud/datacenter machines).",
+    ),
+    extractor_args: Optional[list[str]] = typer.Option(
+        None,
+        "--extractor-args",
+        help="Passed to yt-dlp as --extractor-args, e.g. 'youtube:player_client=web_safari'. Repeatable.",
+    ),
+    proxy: Optional[str] = typer.Option(
+        None, "--proxy", help="HTTP/SOCKS proxy URL for every request, e.g. socks5://127.0.0.1:1080."
+    ),
+    ytdlp_args: Optional[str] = typer.Option(
+        None,
+        "--yt-dlp",
+        help="Any other yt-dlp command-line options, as one quoted string, e.g. "
+        "'--limit-rate 20M --concurrent-fragments 4'.",
+    ),
+    retries: int = typer.Option(
+        3, "--retries", min=0, help="Attempts per source (with exponential back-off) before the next source."
+    ),
+    full_verify: bool = typer.Option(
+        False,
+        "--full-verify",
+        help="Decode every frame while verifying (slow on hours of 4K). By default every packet is read to "
+        "count frames and frames are decoded at the start, middle and end.",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the videos and sources; download nothing."),
+) -> None:
+    """Download the manifest's videos with yt-dlp: resumable, verified, atomic ([bold]videos/<id>.mp4[/] + .json)."""
+    from wtours.manifest import load_manifest
+    from wtours.pipelines.fetch import FetchOptions, fetch_videos, print_plan
+    from wtours.store import Store
+
+    loaded = load_manifest(manifest)
+    entries = loaded.select(_split_ids(only), group)
+    store = Store.at(data_dir)
+    if dry_run:
+        print_plan(loaded, entries, store)
+        return
+    options = FetchOptions(
+        max_height=max_height,
+        cookies=cookies,
+        extractor_args=list(extractor_args or []),
+        proxy=proxy,
+        ytdlp_args=ytdlp_args,
+        retries=retries,
+        full_verify=full_verify,
+    )
+    results = fetch_videos(loaded, entries, store, options)
+    if any(not result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    manifest: Optional[Path] = ManifestOption,
+    group: Optional[str] = GroupOption,
+    data_dir: Optional[Path] = DataDirOption,
+) -> None:
+    """Show which videos are fetched and verified, missing, partly downloaded or failed."""
+    from wtours.manifest import load_manifest
+    from wtours.pipelines.fetch import print_status
+    from wtours.store import Store
+
+    loaded = load_manifest(manifest)
+    print_status(loaded, loaded.select(None, group), Store.at(data_dir))
+
+
+@app.command()
+def sample(
+    out_dir: Path = typer.Argument(Path("sample"), help="Folder to write the sample videos, truth and manifest to."),
+    seconds: float = typer.Option(8.0, "--seconds", min=1.0, help="Length of each sample video."),
+    width: int = typer.Option(640, "--width", min=64, help="Frame width (height follows 16:9)."),
+    fps: int = typer.Option(30, "--fps", min=1, help="Frames per second."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of object paths and the camera jitter."),
+) -> None:
+    """Render the embedded sample (a walking-tour-like take and a movie-like cut sequence) with its ground truth."""
+    from wtours.sample import write_sample_set
+
+    written = write_sample_set(out_dir, seconds=seconds, width=width, fps=fps, seed=seed)
+    for path in written:
+        typer.echo(path)
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("demo"), "--workdir", help="Folder for everything the demo writes."),
+    seconds: float = typer.Option(8.0, "--seconds", min=2.0, help="Length of each sample video."),
+) -> None:
+    """Run the whole chain offline on the embedded sample: render, serve on loopback, fetch with yt-dlp, ..."""
+    from wtours.demo import run_demo
+
+    run_demo(workdir, seconds=seconds)
+
+
+# --- analyze (issue 3): commands are added above this line by the analysis work ---
+
+# --- curate / anonymize (issue 4): commands are added above this line by the curation work ---
+
+# --- pretrain / eval (issue 5+): commands are added above this line by the training work ---
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except WtoursError as err:
+        from wtours.progress import console
+
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
