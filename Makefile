@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
-test: $(STAMP)
+ASSETS := .cache/assets/.done
+
+$(ASSETS): scripts/get_test_assets.py $(STAMP)
+	$(BIN)/python scripts/get_test_assets.py .cache/assets
+	touch $(ASSETS)
+
+test: $(STAMP) $(ASSETS)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
