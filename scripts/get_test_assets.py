@@ -34,13 +34,14 @@ def _members(archive: Path) -> dict[str, object]:
     if archive.suffix in (".whl", ".zip"):
         zf = zipfile.ZipFile(archive)
         return {name: (zf, name) for name in zf.namelist()}
-    tf = tarfile.open(archive)
+    tf = tarfile.open(archive)  # noqa: SIM115 - kept open while members are extracted
     return {member.name: (tf, member) for member in tf.getmembers() if member.isfile()}
 
 
 def _extract(handle: tuple, dest: Path) -> None:
     archive, member = handle
-    data = archive.read(member) if isinstance(archive, zipfile.ZipFile) else archive.extractfile(member).read()
+    is_zip = isinstance(archive, zipfile.ZipFile)
+    data = archive.read(member) if is_zip else archive.extractfile(member).read()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(dest.suffix + ".tmp")
     tmp.write_bytes(data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -48,7 +47,7 @@ GroupOption = typer.Option(
 )
 
 
-def _split_ids(values: Optional[list[str]]) -> Optional[list[str]]:
+def _split_ids(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
@@ -56,10 +55,10 @@ def _split_ids(values: Optional[list[str]]) -> Optional[list[str]]:
 
 @app.command()
 def fetch(
-    manifest: Optional[Path] = ManifestOption,
-    only: Optional[list[str]] = OnlyOption,
-    group: Optional[str] = GroupOption,
-    data_dir: Optional[Path] = DataDirOption,
+    manifest: Path | None = ManifestOption,
+    only: list[str] | None = OnlyOption,
+    group: str | None = GroupOption,
+    data_dir: Path | None = DataDirOption,
     max_height: int = typer.Option(
         2160,
         "--max-height",
@@ -67,7 +66,7 @@ def fetch(
         help="Best video at or below this height (2160 = 4K as in the paper). Lower it (e.g. 1080) to save "
         "disk and decode time when you only need training-resolution frames.",
     ),
-    cookies: Optional[Path] = typer.Option(
+    cookies: Path | None = typer.Option(
         None,
         "--cookies",
         exists=True,
@@ -75,15 +74,15 @@ def fetch(
         help="Netscape cookies file passed to yt-dlp; use it when YouTube answers 'sign in to confirm "
         "you're not a bot' (common on cloud/datacenter machines).",
     ),
-    extractor_args: Optional[list[str]] = typer.Option(
+    extractor_args: list[str] | None = typer.Option(
         None,
         "--extractor-args",
         help="Passed to yt-dlp as --extractor-args, e.g. 'youtube:player_client=web_safari'. Repeatable.",
     ),
-    proxy: Optional[str] = typer.Option(
+    proxy: str | None = typer.Option(
         None, "--proxy", help="HTTP/SOCKS proxy URL for every request, e.g. socks5://127.0.0.1:1080."
     ),
-    ytdlp_args: Optional[str] = typer.Option(
+    ytdlp_args: str | None = typer.Option(
         None,
         "--yt-dlp",
         help="Any other yt-dlp command-line options, as one quoted string, e.g. "
@@ -127,9 +126,9 @@ def fetch(
 
 @app.command()
 def status(
-    manifest: Optional[Path] = ManifestOption,
-    group: Optional[str] = GroupOption,
-    data_dir: Optional[Path] = DataDirOption,
+    manifest: Path | None = ManifestOption,
+    group: str | None = GroupOption,
+    data_dir: Path | None = DataDirOption,
 ) -> None:
     """Show which videos are fetched and verified, missing, partly downloaded or failed."""
     from wtours.manifest import load_manifest

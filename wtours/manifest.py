@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -163,21 +163,15 @@ def _source_from_string(value: Any) -> Any:
     return {"path": text}
 
 
-def _source_union_error() -> str:
-    return "a source needs exactly one of the keys youtube, url, figshare (with file), path"
-
-
 Source = Annotated[
-    Union[
-        Annotated[YouTubeSource, Tag("youtube")],
-        Annotated[UrlSource, Tag("url")],
-        Annotated[FigshareSource, Tag("figshare")],
-        Annotated[FileSource, Tag("file")],
-    ],
+    Annotated[YouTubeSource, Tag("youtube")]
+    | Annotated[UrlSource, Tag("url")]
+    | Annotated[FigshareSource, Tag("figshare")]
+    | Annotated[FileSource, Tag("file")],
     Discriminator(
         _source_tag,
         custom_error_type="unknown_source_kind",
-        custom_error_message=_source_union_error(),
+        custom_error_message="a source needs exactly one of the keys youtube, url, figshare (with file), path",
     ),
 ]
 
@@ -328,6 +322,25 @@ def _line_for(loc: tuple, lines: dict) -> int | None:
     return None
 
 
+def _duplicate_ids(data: dict, lines: dict) -> list[str]:
+    first_line: dict[str, int] = {}
+    problems = []
+    videos = data.get("videos")
+    for index, video in enumerate(videos if isinstance(videos, list) else []):
+        if not isinstance(video, dict) or not isinstance(video.get("id"), str):
+            continue
+        key = video["id"].lower()  # ids become file names; case-only differences collide on some disks
+        line = lines.get(("videos", index, "id"), 0)
+        if key in first_line:
+            problems.append(
+                f"line {line}, {_describe(('videos', index, 'id'), data)}: "
+                f"duplicate id {video['id']!r} (first at line {first_line[key]})"
+            )
+        else:
+            first_line[key] = line
+    return problems
+
+
 def parse_manifest(text: str, *, name: str = "manifest", base_dir: Path | None = None) -> Manifest:
     """Parse and validate manifest YAML; every problem goes into one WtoursError message."""
     try:
@@ -342,11 +355,14 @@ def parse_manifest(text: str, *, name: str = "manifest", base_dir: Path | None =
         raise WtoursError(f"{name}: expected a mapping with a 'videos' list, got {type(data).__name__}")
     lines, duplicates = _line_index(node)
     problems = [f"line {line}, {_describe(loc, data)}: key given twice" for line, loc in duplicates]
+    problems += _duplicate_ids(data, lines)
     try:
         manifest = Manifest.model_validate({**data, "base_dir": base_dir or Path(".")})
     except ValidationError as err:
         for error in err.errors():
             loc = tuple(error["loc"])
+            if not loc and "duplicate id" in error["msg"]:
+                continue  # already reported above, with lines
             line = _line_for(loc, lines)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
