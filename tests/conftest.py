@@ -37,3 +37,58 @@ def bikes_mp4() -> Path:
     if not path.is_file():
         pytest.skip("bikes.mp4 missing: run `python scripts/get_test_assets.py` (make test does)")
     return path
+
+
+def encode_test_video(
+    path: Path,
+    *,
+    frames: int = 30,
+    width: int = 64,
+    height: int = 48,
+    fps: int = 30,
+    noise: bool = False,
+    faststart: bool = False,
+    audio: bool = False,
+) -> Path:
+    """Encode a small H.264 video with PyAV: a moving gradient, or random noise (incompressible, so a
+    few frames make megabytes). The container follows the suffix (.mp4, .mkv, ...)."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "0" if noise else "23", "g": "10"}
+        audio_stream = container.add_stream("aac", rate=48000, layout="mono") if audio else None
+        ramp = np.linspace(0, 255, width, dtype=np.float32)
+        for index in range(frames):
+            if noise:
+                rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            else:
+                row = ((ramp + index * 8) % 256).astype(np.uint8)
+                rgb = np.repeat(np.repeat(row[None, :, None], height, axis=0), 3, axis=2)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+        if audio_stream is not None:
+            samples = np.zeros((1, 1024), dtype=np.float32)
+            for index in range(int(48000 * frames / fps) // 1024):
+                audio_frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+                audio_frame.sample_rate, audio_frame.pts = 48000, index * 1024
+                container.mux(audio_stream.encode(audio_frame))
+            container.mux(audio_stream.encode(None))
+    return path
+
+
+@pytest.fixture
+def make_video(tmp_path: Path):
+    """Factory: ``make_video("name.mp4", frames=30, ...)`` writes a test video under tmp_path
+    (see `encode_test_video` for the options)."""
+
+    def make(name: str, **options) -> Path:
+        path = tmp_path / "videos-made" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return encode_test_video(path, **options)
+
+    return make

@@ -91,6 +91,13 @@ def fetch(
     retries: int = typer.Option(
         3, "--retries", min=0, help="Attempts per source (with exponential back-off) before the next source."
     ),
+    retry_wait: float = typer.Option(
+        2.0,
+        "--retry-wait",
+        min=0.0,
+        help="Seconds before the first retry of a source; doubles with each further attempt. Raise it "
+        "when a host rate-limits you.",
+    ),
     full_verify: bool = typer.Option(
         False,
         "--full-verify",
@@ -117,6 +124,7 @@ def fetch(
         proxy=proxy,
         ytdlp_args=ytdlp_args,
         retries=retries,
+        retry_wait=retry_wait,
         full_verify=full_verify,
     )
     results = fetch_videos(loaded, entries, store, options)

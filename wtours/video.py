@@ -1,0 +1,170 @@
+"""Probe and verify a video file in-process with PyAV (no ffprobe needed).
+
+`probe_video` trusts nothing the container header claims: it demuxes every video packet to count the
+frames and to find where the video really ends, then decodes frames at the start, the middle and the end
+(or every frame with ``full_decode=True``). Memory stays constant however long the video is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from wtours.errors import WtoursError
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video file really holds, measured from its packets and decoded frames."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration: float  # seconds, from the first packet's pts to the last packet's pts + duration
+    frame_count: int  # video packets demuxed, not the header's claim
+    pix_fmt: str | None
+    bit_rate: int  # bits per second over the whole file
+    has_audio: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def probe_video(path: str | os.PathLike[str], *, full_decode: bool = False) -> VideoProbe:
+    """Measure ``path``; raise WtoursError (one line) if it is not a complete, decodable video."""
+    import av
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise WtoursError(f"{path}: cannot read: {err.strerror or err}") from None
+    if size == 0:
+        raise WtoursError(f"{path.name}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as err:
+        raise WtoursError(
+            f"{path.name}: not a readable video ({_reason(err)}): not a video file, or truncated"
+        ) from None
+    with container:
+        if not container.streams.video:
+            raise WtoursError(f"{path.name}: no video stream")
+        stream = container.streams.video[0]
+        has_audio = bool(container.streams.audio)
+        first_pts, end_pts, frame_count = _demux_every_packet(container, stream, path)
+        if frame_count == 0:
+            raise WtoursError(f"{path.name}: the video stream holds no frames")
+        claimed = stream.frames
+        if claimed and frame_count < claimed:
+            raise WtoursError(
+                f"{path.name}: truncated: the container lists {claimed} frames but only {frame_count} are present"
+            )
+        time_base = stream.time_base or Fraction(1, 1)
+        duration = float((end_pts - first_pts) * time_base)
+        if full_decode:
+            decoded = _decode_all(container, stream, path)
+            if decoded == 0:
+                raise WtoursError(f"{path.name}: no frame decodes")
+        else:
+            for target in (first_pts, first_pts + (end_pts - first_pts) // 2, end_pts - 1):
+                _decode_near(container, stream, target, path)
+        codec = stream.codec_context
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else frame_count / duration if duration > 0 else 0.0
+        return VideoProbe(
+            codec=codec.name,
+            width=codec.width,
+            height=codec.height,
+            fps=round(fps, 3),
+            duration=round(duration, 3),
+            frame_count=frame_count,
+            pix_fmt=codec.pix_fmt,
+            bit_rate=int(size * 8 / duration) if duration > 0 else 0,
+            has_audio=has_audio,
+        )
+
+
+def verify_video(
+    path: str | os.PathLike[str],
+    *,
+    expected_duration: float | None = None,
+    min_duration_ratio: float = 0.9,
+    full_decode: bool = False,
+) -> VideoProbe:
+    """`probe_video`, and reject a video much shorter than expected (a cut-off download or upload)."""
+    probe = probe_video(path, full_decode=full_decode)
+    if expected_duration and probe.duration < min_duration_ratio * expected_duration:
+        raise WtoursError(
+            f"{Path(path).name}: too short: {_clock(probe.duration)} but the manifest expects "
+            f"{_clock(expected_duration)} (less than {min_duration_ratio:.0%}); truncated?"
+        )
+    return probe
+
+
+def _demux_every_packet(container: Any, stream: Any, path: Path) -> tuple[int, int, int]:
+    """(first pts, end pts, packet count) of the video stream, reading the whole file once."""
+    import av
+
+    first_pts: int | None = None
+    end_pts = 0
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.pts is None:  # the flush packet at the end
+                continue
+            count += 1
+            first_pts = packet.pts if first_pts is None else min(first_pts, packet.pts)
+            end_pts = max(end_pts, packet.pts + (packet.duration or 0))
+    except av.FFmpegError as err:
+        raise WtoursError(f"{path.name}: unreadable after {count} frames ({_reason(err)}); truncated?") from None
+    return first_pts or 0, end_pts, count
+
+
+def _decode_near(container: Any, stream: Any, target_pts: int, path: Path) -> None:
+    """Seek to the keyframe before ``target_pts`` and decode up to the frame showing it."""
+    import av
+
+    where = _clock(float(target_pts * stream.time_base))
+    decoded_any = False
+    try:
+        container.seek(max(target_pts, 0), stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):
+            decoded_any = True
+            if frame.pts is None or frame.pts >= target_pts:
+                break
+    except av.FFmpegError as err:
+        raise WtoursError(f"{path.name}: the frame at {where} does not decode ({_reason(err)})") from None
+    # Running out of frames after decoding some is fine: the target was the last frame.
+    if not decoded_any:
+        raise WtoursError(f"{path.name}: no frame decodes near {where}")
+
+
+def _decode_all(container: Any, stream: Any, path: Path) -> int:
+    import av
+
+    stream.thread_type = "AUTO"
+    decoded = 0
+    try:
+        container.seek(0, stream=stream, backward=True)
+        for _frame in container.decode(stream):
+            decoded += 1
+    except av.FFmpegError as err:
+        raise WtoursError(f"{path.name}: frame {decoded} does not decode ({_reason(err)})") from None
+    return decoded
+
+
+def _reason(err: Exception) -> str:
+    return str(getattr(err, "strerror", None) or err).splitlines()[0].rstrip(".")
+
+
+def _clock(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
