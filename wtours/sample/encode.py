@@ -20,11 +20,20 @@ def frame_rate(fps: float) -> Fraction:
 
 @contextlib.contextmanager
 def h264_writer(
-    path: str | os.PathLike[str], *, width: int, height: int, fps: float, gop: int, crf: int = 18
+    path: str | os.PathLike[str],
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    gop: int,
+    crf: int = 18,
+    keyframes_at_cuts: bool = True,
 ) -> Iterator[Callable[[np.ndarray], None]]:
     """Yield ``write(rgb_uint8_frame)``; the MP4 appears at ``path`` only once every frame is encoded.
 
-    yuv420p needs even dimensions; ``gop`` is the keyframe interval in frames.
+    yuv420p needs even dimensions. ``gop`` is the keyframe interval in frames; x264 also starts a GOP
+    at a scene cut, as real encoders do, unless ``keyframes_at_cuts`` is False (keyframes exactly every
+    ``gop`` frames, for seeking tests).
     """
     if width % 2 or height % 2:
         raise ValueError(f"H.264 yuv420p needs even dimensions, got {width}x{height}")
@@ -34,7 +43,10 @@ def h264_writer(
         try:
             stream = container.add_stream("libx264", rate=frame_rate(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop)}
+            options = {"crf": str(crf), "preset": "veryfast", "g": str(gop)}
+            if not keyframes_at_cuts:
+                options["sc_threshold"] = "0"
+            stream.options = options
 
             def write(rgb: np.ndarray) -> None:
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")

@@ -73,12 +73,13 @@ def render_numbered(
     fps: float = 30,
     gop: int | None = None,
 ) -> SampleTruth:
-    """Render ``n_frames`` numbered frames to ``path``; ``gop`` is the keyframe interval (default 2 s)."""
+    """Render ``n_frames`` numbered frames to ``path``, with a keyframe exactly every ``gop`` frames
+    (default 2 s) whatever the content."""
     if not 1 <= n_frames <= MAX_FRAMES:
         raise ValueError(f"n_frames must be in 1..{MAX_FRAMES}, got {n_frames}")
     truth = SampleTruth("numbered", width, height, float(fps), n_frames)
     gop = gop if gop is not None else max(1, round(2 * fps))
-    with h264_writer(path, width=width, height=height, fps=fps, gop=gop) as write:
+    with h264_writer(path, width=width, height=height, fps=fps, gop=gop, keyframes_at_cuts=False) as write:
         for number in range(n_frames):
             frame = numbered_frame(number, width, height)
             truth.lightness.append(round(mean_lightness(frame), 4))
