@@ -1,0 +1,34 @@
+"""Checkpoints: one file holding everything a run needs to continue exactly where it stopped.
+
+Contents: the method's modules and buffers (student, teacher, e.g. the DINO center), the optimizer,
+the fp16 loss scaler, the number of steps done, the data position, and the config. Randomness needs
+no saved state: the engine reseeds every step from (seed, rank, step). Written atomically (temp file
++ rename), read with ``torch.load(weights_only=True)`` — no pickled code runs on load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wtours.errors import WtoursError
+from wtours.store import atomic_path
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which and why, in one line
+        raise WtoursError(f"{path}: not a readable wtours checkpoint ({err.__class__.__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise WtoursError(f"{path}: not a wtours checkpoint of format {FORMAT_VERSION}")
+    return payload
