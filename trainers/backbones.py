@@ -64,7 +64,10 @@ def export_encoder(backbone: nn.Module, spec: BackboneSpec, path: Path) -> None:
 
     from wtours.store import atomic_path, atomic_write_json
 
-    state = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in backbone.state_dict().items()}
+    state = {
+        name: tensor.detach().to("cpu", torch.float32).contiguous()
+        for name, tensor in backbone.state_dict().items()
+    }
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"timm_name": spec.timm_name, "kwargs": json.dumps(spec.kwargs)})
     atomic_write_json(path.with_suffix(".json"), asdict(spec))
@@ -79,7 +82,9 @@ def load_encoder(path: Path, *, dynamic_img_size: bool = True) -> tuple[nn.Modul
 
     description = read_json(path.with_suffix(".json"))
     if not path.is_file() or not description:
-        raise WtoursError(f"{path}: no exported encoder here (expected {path.name} and {path.with_suffix('.json').name})")
+        raise WtoursError(
+            f"{path}: no exported encoder here (expected {path.name} and {path.with_suffix('.json').name})"
+        )
     spec = BackboneSpec(description["timm_name"], description.get("kwargs", {}))
     model = spec.create(dynamic_img_size=dynamic_img_size)
     model.load_state_dict(load_file(str(path)))

@@ -57,7 +57,9 @@ class OptimConfig(Section):
     weight_decay_end: float = Field(0.4, ge=0)
     momentum_teacher: float = Field(0.996, ge=0, le=1)
     clip_grad: float = Field(3.0, ge=0, description="per-parameter gradient norm cap; 0 disables")
-    freeze_last_layer: float = Field(1, ge=0, description="epochs during which the head's last layer is frozen")
+    freeze_last_layer: float = Field(
+        1, ge=0, description="epochs during which the head's last layer is frozen"
+    )
     betas: tuple[float, float] = (0.9, 0.999)
 
 

@@ -17,7 +17,9 @@ class ResumableSampler(Sampler[int]):
     ranks take equal shares); ``position`` skips samples already trained on after a resume.
     """
 
-    def __init__(self, dataset_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+    def __init__(
+        self, dataset_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    ):
         self.dataset_size = dataset_size
         self.seed = seed
         self.rank = rank

@@ -40,7 +40,7 @@ class Options(BaseModel):
 
 
 class DinoHead(nn.Module):
-    """MLP (``nlayers`` deep, GELU) -> bottleneck -> L2-normalise -> weight-normalised linear to ``out_dim``."""
+    """MLP (``nlayers`` deep, GELU) -> bottleneck -> L2-normalise -> weight-normalised linear layer."""
 
     def __init__(
         self,
@@ -61,7 +61,9 @@ class DinoHead(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 nn.init.zeros_(module.bias)
-        self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer = nn.utils.parametrizations.weight_norm(
+            nn.Linear(bottleneck_dim, out_dim, bias=False)
+        )
         magnitude = self.last_layer.parametrizations.weight.original0
         nn.init.ones_(magnitude)
         # A fixed unit norm keeps early training stable; letting it learn is faster but riskier.
@@ -107,7 +109,9 @@ def dino_loss(
     each chunk being the batch in the same order. The teacher is centred then sharpened.
     """
     student_log_probs = F.log_softmax(student_logits.float() / student_temp, dim=-1).chunk(n_views)
-    teacher_probs = F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1).detach().chunk(n_global)
+    teacher_probs = (
+        F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1).detach().chunk(n_global)
+    )
     total = student_logits.new_zeros((), dtype=torch.float32)
     pairs = 0
     for i, target in enumerate(teacher_probs):
@@ -129,7 +133,9 @@ def updated_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum:
 
 
 class Dino(Method):
-    def __init__(self, spec: BackboneSpec, drop_path_rate: float, options: Options, shape: ScheduleShape) -> None:
+    def __init__(
+        self, spec: BackboneSpec, drop_path_rate: float, options: Options, shape: ScheduleShape
+    ) -> None:
         super().__init__()
         self.options = options
         student_backbone = spec.create(drop_path_rate=drop_path_rate)
@@ -153,7 +159,13 @@ class Dino(Method):
         global_jitter = dict(flip_p=0.5, jitter_p=0.8, grayscale_p=0.2)
         self.view_specs = [
             ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=1.0, **global_jitter),
-            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=0.1, solarize_p=0.2, **global_jitter),
+            ViewSpec(
+                options.global_crops_size,
+                options.global_crops_scale,
+                blur_p=0.1,
+                solarize_p=0.2,
+                **global_jitter,
+            ),
         ] + [
             ViewSpec(options.local_crops_size, options.local_crops_scale, blur_p=0.5, **global_jitter)
         ] * options.local_crops_number
@@ -193,4 +205,3 @@ class Dino(Method):
 
 def build(config: TrainConfig, options: Options, shape: ScheduleShape) -> Dino:
     return Dino(BackboneSpec.from_config(config.backbone), config.backbone.drop_path_rate, options, shape)
-

@@ -119,8 +119,12 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
-def build_sampler(dataset_size: int, config: TrainConfig, process: distributed.ProcessInfo) -> ResumableSampler:
-    return ResumableSampler(dataset_size, seed=config.run.seed, rank=process.rank, world_size=process.world_size)
+def build_sampler(
+    dataset_size: int, config: TrainConfig, process: distributed.ProcessInfo
+) -> ResumableSampler:
+    return ResumableSampler(
+        dataset_size, seed=config.run.seed, rank=process.rank, world_size=process.world_size
+    )
 
 
 def pretrain(
@@ -159,7 +163,9 @@ def _train(
     run_dir = config.run_dir
     checkpoint_path = run_dir / CHECKPOINT_NAME
     if checkpoint_path.exists() and not resume:
-        raise WtoursError(f"{run_dir} already holds a run: add --resume to continue it, or pick another --name")
+        raise WtoursError(
+            f"{run_dir} already holds a run: add --resume to continue it, or pick another --name"
+        )
 
     optim = config.optim
     sampler = build_sampler(len(dataset), config, process)
@@ -176,13 +182,18 @@ def _train(
 
     module = method_module(config.method)
     torch.manual_seed(config.run.seed)  # identical initial weights on every process
-    method: Method = module.build(config, module.Options.model_validate(config.method_options), shape).to(device)
+    method: Method = module.build(config, module.Options.model_validate(config.method_options), shape).to(
+        device
+    )
     optimizer = torch.optim.AdamW(param_groups(method.student), lr=0.0, betas=optim.betas)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     samples_per_step = optim.batch_size * process.world_size
     lr_schedule = cosine_schedule(
-        optim.lr * samples_per_step / 256, optim.min_lr, total_steps, round(optim.warmup_epochs * steps_per_epoch)
+        optim.lr * samples_per_step / 256,
+        optim.min_lr,
+        total_steps,
+        round(optim.warmup_epochs * steps_per_epoch),
     )
     wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, total_steps)
     momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, total_steps)
@@ -279,7 +290,11 @@ def _train(
                     loss, extra = method.training_step(views, state, student)
                 loss_value = float(distributed.all_reduce_mean(loss.detach().float()))
                 if not math.isfinite(loss_value):
-                    saved = f"the checkpoint {checkpoint_path} is intact" if checkpoint_path.exists() else "no checkpoint was written"
+                    saved = (
+                        f"the checkpoint {checkpoint_path} is intact"
+                        if checkpoint_path.exists()
+                        else "no checkpoint was written"
+                    )
                     raise NonFiniteLossError(
                         f"loss is {loss_value} at step {step + 1} (epoch {epoch}); stopped, {saved}. Lower "
                         "optim.lr, lengthen optim.warmup_epochs, or use run.precision=bf16/fp32"
@@ -379,4 +394,3 @@ class _Progress:
                 f"loss {record['loss']:.4f}  lr {record['lr']:.2e}  {record['images_per_s']:.0f} img/s"
             )
             self.progress.update(self.task, completed=step, description=description)
-

@@ -64,7 +64,9 @@ class Method(nn.Module):
         """Turn a loader batch (``frames``: uint8 [B, T, 3, H, W] on the device) into model inputs."""
         raise NotImplementedError
 
-    def training_step(self, views: Any, step: StepState, student: nn.Module) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(
+        self, views: Any, step: StepState, student: nn.Module
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss for one batch, and extra metrics to log. ``student`` is ``self.student`` possibly
         wrapped for distribution or compilation: call it rather than ``self.student``."""
         raise NotImplementedError

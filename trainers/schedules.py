@@ -26,7 +26,9 @@ def cosine_schedule(
     return np.concatenate([warmup, decay]).astype(np.float64)
 
 
-def linear_warmup_then_constant(start_value: float, value: float, total_steps: int, warmup_steps: int) -> np.ndarray:
+def linear_warmup_then_constant(
+    start_value: float, value: float, total_steps: int, warmup_steps: int
+) -> np.ndarray:
     """DINO's teacher temperature: linear from ``start_value`` to ``value`` over the warm-up, then flat."""
     warmup_steps = min(warmup_steps, total_steps)
     warmup = np.linspace(start_value, value, warmup_steps)

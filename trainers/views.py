@@ -69,8 +69,12 @@ def random_resized_crop_boxes(
         fallback_w, fallback_h = width, height
     rows = torch.arange(n)
     chosen = first_fit.clamp(min=0)
-    w = torch.where(first_fit >= 0, crop_w[rows, chosen], torch.tensor(float(fallback_w), dtype=torch.float64))
-    h = torch.where(first_fit >= 0, crop_h[rows, chosen], torch.tensor(float(fallback_h), dtype=torch.float64))
+    w = torch.where(
+        first_fit >= 0, crop_w[rows, chosen], torch.tensor(float(fallback_w), dtype=torch.float64)
+    )
+    h = torch.where(
+        first_fit >= 0, crop_h[rows, chosen], torch.tensor(float(fallback_h), dtype=torch.float64)
+    )
     x0 = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (width - w + 1))
     y0 = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (height - h + 1))
     x0 = torch.where(first_fit >= 0, x0, (width - w) // 2)
@@ -78,7 +82,9 @@ def random_resized_crop_boxes(
     return torch.stack([x0, y0, x0 + w, y0 + h], dim=1).float()
 
 
-def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, image_index: torch.Tensor | None = None) -> torch.Tensor:
+def crop_resize(
+    images: torch.Tensor, boxes: torch.Tensor, size: int, image_index: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cut ``boxes`` out of ``images`` and resample each to ``size`` x ``size`` (bilinear, one kernel call).
 
     ``image_index[i]`` says which image box i is cut from (default: box i from image i).
@@ -89,7 +95,9 @@ def crop_resize(images: torch.Tensor, boxes: torch.Tensor, size: int, image_inde
         image_index = torch.arange(len(boxes))
     rois = torch.cat([image_index.to(boxes).view(-1, 1), boxes], dim=1).to(images.device, images.dtype)
     # Two samples per output pixel and axis: enough smoothing for ~2-4x down-sampling, cheap on GPU.
-    return roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return roi_align(
+        images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True
+    )
 
 
 def _chance(n: int, p: float, generator: torch.Generator) -> torch.Tensor:
