@@ -1,0 +1,56 @@
+"""`wtours demo` end to end: render, serve on loopback, fetch through the real yt-dlp, report; then again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wtours.sample import SampleTruth
+
+VIDEO_IDS = ("sample_walk", "sample_movie")
+
+
+def run_demo_command(workdir: Path) -> tuple[subprocess.CompletedProcess, float]:
+    began = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "wtours", "demo", "--workdir", str(workdir), "--seconds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed, time.monotonic() - began
+
+
+def test_demo_fetches_the_sample_through_ytdlp_and_a_rerun_fetches_nothing(tmp_path):
+    workdir = tmp_path / "demo"
+    first, first_seconds = run_demo_command(workdir)
+    videos = workdir / "data" / "videos"
+    for video_id in VIDEO_IDS:
+        sidecar = json.loads((videos / f"{video_id}.json").read_text())
+        assert sidecar["size"] == (videos / f"{video_id}.mp4").stat().st_size
+        assert sidecar["source"]["location"].startswith("http://127.0.0.1:")
+        # yt-dlp's generic extractor names a page's <video> tag "html5".
+        assert sidecar["ytdlp"]["extractor"] in ("generic", "html5")
+        assert f"{video_id} (fetched)" in first.stdout
+    # The movie came through an HTML page with a <video> tag, the walk as a direct link.
+    movie_source = json.loads((videos / "sample_movie.json").read_text())["source"]["location"]
+    assert movie_source.endswith("/movie.html")
+    assert first.stdout.count("identical to the rendered file") == 2
+    assert str(videos / "sample_walk.mp4") in first.stdout
+
+    truth = SampleTruth.load(workdir / "source" / "walk.truth.json")
+    assert json.loads((videos / "sample_walk.json").read_text())["frame_count"] == truth.n_frames == 60
+
+    stamps = {path: path.stat().st_mtime_ns for path in [*videos.iterdir(), *(workdir / "source").glob("*.mp4")]}
+    second, second_seconds = run_demo_command(workdir)
+    for video_id in VIDEO_IDS:
+        assert f"{video_id} (skipped)" in second.stdout
+    assert "(fetched)" not in second.stdout
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing rendered or fetched again
+    assert second_seconds < first_seconds
