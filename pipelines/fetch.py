@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import optparse
 import os
 import re
 import shlex
@@ -99,15 +100,17 @@ def print_plan(manifest: Manifest, entries: list[VideoEntry], store: Store) -> N
     """The `--dry-run` table: what would be fetched, from where, in which order."""
     from rich.table import Table
 
-    table = Table(title=f"{len(entries)} videos in {manifest.base_dir}", title_justify="left")
+    table = Table(title=f"{len(entries)} videos; each video's sources are tried in order", title_justify="left")
     table.add_column("id", no_wrap=True)
     table.add_column("group", no_wrap=True)
     table.add_column("expected", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    table.add_column("sources, tried in order", overflow="fold")
+    table.add_column("sources", overflow="fold")
     for entry in entries:
         state, _ = video_state(store, entry.id)
-        sources = "\n".join(f"{i}. {s.kind}: {s.location}" for i, s in enumerate(entry.sources, 1))
+        sources = "\n".join(
+            f"{i}. {s.kind}: {s.location.removeprefix(s.kind + ':')}" for i, s in enumerate(entry.sources, 1)
+        )
         table.add_row(entry.id, entry.group, _clock(entry.duration), state, sources)
     _stdout_console().print(table)
 
@@ -221,10 +224,13 @@ def _ytdlp_cli_options(argv: list[str]) -> dict[str, Any]:
     import yt_dlp
 
     def parse(args: list[str]) -> dict[str, Any]:
+        captured = _OneLine()
         try:
-            with contextlib.redirect_stderr(_OneLine()) as captured:
+            with contextlib.redirect_stderr(captured):
                 return yt_dlp.parse_options(args).ydl_opts
-        except SystemExit:
+        except (SystemExit, optparse.OptParseError) as err:
+            if isinstance(err, optparse.OptParseError):
+                captured.write(str(err))
             raise WtoursError(f"yt-dlp options {shlex.join(args)!r}: {captured.last_line()}") from None
 
     defaults = parse([])
@@ -246,7 +252,7 @@ class _OneLine:
 
     def last_line(self) -> str:
         lines = [line.strip() for line in self.text.splitlines() if line.strip()]
-        return lines[-1].removeprefix("yt-dlp: error: ") if lines else "invalid options"
+        return re.sub(r"^\S*: error: ", "", lines[-1]) if lines else "invalid options"
 
 
 def _backoff(first_wait: float) -> Callable[[int], float]:
@@ -343,7 +349,7 @@ class _VideoFetcher:
                 except (_SourceFailed, WtoursError) as err:
                     self.attempts.append({"source": label, "attempt": attempt + 1, "error": str(err)})
                     if getattr(err, "permanent", True) or attempt + 1 == attempts:
-                        errors.append(f"{source.kind}: {err}")
+                        errors.append(f"{label}: {err}")
                         break
                     wait = self.options.retry_wait * 2**attempt
                     console.print(f"{self.video_id}: {label}: {err}; retrying in {wait:g} s", highlight=False)
@@ -441,7 +447,7 @@ class _VideoFetcher:
 
         params = {
             **self.ytdlp_params,
-            "outtmpl": {"default": "download.%(ext)s"},
+            "outtmpl": {"default": f"{self.video_id}.%(ext)s"},
             "paths": {"home": str(staging), "temp": str(staging)},
             "ffmpeg_location": self.ytdlp_params.get("ffmpeg_location") or str(ffmpeg_dir(self.store)),
             "logger": _YtdlpLogger(self.video_id),
@@ -505,7 +511,7 @@ class _VideoFetcher:
         other containers are remuxed to mp4 without re-encoding."""
         if not path.is_file():
             raise _SourceFailed(f"file not found: {path}", permanent=True)
-        staged = staging / "local.mp4"
+        staged = staging / f"{self.video_id}.mp4"
         if _container(path) not in (None, "mp4"):
             _remux_to_mp4(path, staged)
             return staged
@@ -593,7 +599,7 @@ def _as_mp4(path: Path) -> Path:
     """The downloaded file itself if it is MP4, else a stream-copied MP4 beside it."""
     if _container(path) in (None, "mp4"):
         return path
-    remuxed = path.with_name("remuxed.mp4")
+    remuxed = path.with_name(f"{path.stem}.remuxed.mp4")
     _remux_to_mp4(path, remuxed)
     path.unlink()
     return remuxed
@@ -674,9 +680,12 @@ def _print_results(results: list[FetchResult], store: Store) -> None:
 
 
 def _stdout_console() -> Any:
+    """Tables for stdout: as wide as the terminal, or 160 columns when piped (rich would use 80)."""
+    import sys
+
     from rich.console import Console
 
-    return Console(soft_wrap=False)
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _size(value: Any) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import mimetypes
 import re
+import socket
 import threading
 import time
 import urllib.parse
@@ -35,6 +36,7 @@ _CONTENT_TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 _CHUNK_BYTES = 64 * 1024
+_SEND_BUFFER_BYTES = 128 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -143,6 +145,12 @@ def _normalise(path: str) -> str:
 class _Handler(BaseHTTPRequestHandler):
     loopback: LoopbackServer
     protocol_version = "HTTP/1.0"
+
+    def setup(self) -> None:
+        # A small send buffer keeps "bytes sent" close to "bytes the client took": otherwise loopback's
+        # auto-tuned buffers swallow megabytes of a response the client only peeked at and closed.
+        self.request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER_BYTES)
+        super().setup()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
         """Quiet: tests and the demo read the counters instead of a log."""
