@@ -1,0 +1,209 @@
+"""The clip dataset the trainers read: T frames at stride s, from curated proxies, as uint8 tensors.
+
+    dataset = ClipDataset("data", frames_per_clip=8, stride=60, filters=ClipFilters(max_darkness=0.8))
+    sampler = ClipSampler(dataset, seed=0, num_replicas=world_size, rank=rank)
+    loader = DataLoader(dataset, batch_size=16, sampler=sampler, num_workers=4, persistent_workers=True)
+    for epoch in range(start_epoch, epochs):
+        sampler.set_epoch(epoch)            # or sampler.set_position(epoch, samples_done) to resume
+        for batch in loader: batch["frames"]  # uint8 [B, T, 3, H, W]; augment on the GPU
+
+Two modes: ``"index"`` returns the clips of ``clips/<id>.parquet`` (one per window of the index);
+``"any_start"`` samples as the DoRA release does: every frame that starts a valid clip is an item.
+Thresholds on the scores (``filters``) are applied here, at training time, never baked into the index.
+Each worker process opens its own proxy files on first use; nothing is opened per sample.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from wtours.errors import WtoursError
+from wtours.pipelines.proxy import ProxyReader, proxy_dir
+from wtours.store import Store
+
+
+@dataclass(frozen=True)
+class ClipFilters:
+    """Training-time thresholds on the clip scores; None keeps every clip."""
+
+    max_darkness: float | None = None  # drop clips darker than this (1 - mean L*/100): 0.8 ~ night
+    min_motion: float | None = None  # drop clips stiller than this (mean grey change 0..1): 0.01 ~ a still
+
+    def keep(self, index: pd.DataFrame) -> np.ndarray:
+        keep = np.ones(len(index), dtype=bool)
+        if self.max_darkness is not None:
+            keep &= index["darkness"].to_numpy() <= self.max_darkness
+        if self.min_motion is not None:
+            keep &= index["motion"].to_numpy() >= self.min_motion
+        return keep
+
+
+class ClipDataset(Dataset):
+    """Map-style dataset over the clip indices of ``video_ids`` (default: every ``clips/*.parquet``)."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        video_ids: Sequence[str] | None = None,
+        *,
+        frames_per_clip: int = 8,
+        stride: int = 60,
+        proxy_short_side: int | None = None,
+        mode: Literal["index", "any_start"] = "index",
+        filters: ClipFilters | dict[str, float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("index", "any_start"):
+            raise WtoursError(f"clip dataset mode must be 'index' or 'any_start', got {mode!r}")
+        self.store = Store.at(data_dir)
+        self.frames_per_clip, self.stride, self.mode, self.seed = frames_per_clip, stride, mode, seed
+        self.filters = ClipFilters(**filters) if isinstance(filters, dict) else (filters or ClipFilters())
+        self.video_ids = list(video_ids) if video_ids is not None else self._indexed_videos()
+        if not self.video_ids:
+            raise WtoursError(f"no clip index under {self.store.root / 'clips'}; run `wtours curate` first")
+        tables, self._proxy_dirs = [], []
+        for number, video_id in enumerate(self.video_ids):
+            table = self._load_index(video_id)
+            short_side = proxy_short_side or (int(table["proxy_short_side"].iloc[0]) if len(table) else 0)
+            self._proxy_dirs.append(proxy_dir(self.store, video_id, short_side))
+            table = table[self.filters.keep(table)]
+            tables.append(pd.DataFrame({"video": number, "clip": table["clip"].to_numpy(),
+                                        "start_frame": table["start_frame"].to_numpy(),
+                                        "max_shift": table["max_shift"].to_numpy()}))  # fmt: skip
+        clips = pd.concat(tables, ignore_index=True)
+        self._video = clips["video"].to_numpy(np.int32)
+        self._clip = clips["clip"].to_numpy(np.int64)
+        self._start = clips["start_frame"].to_numpy(np.int64)
+        # any_start: row r owns items [first_item[r], first_item[r + 1]), one per valid start in its run.
+        starts_per_row = clips["max_shift"].to_numpy(np.int64) + 1 if mode == "any_start" else np.ones(len(clips))
+        self._first_item = np.concatenate([[0], np.cumsum(starts_per_row)]).astype(np.int64)
+        self._readers: dict[int, ProxyReader] = {}
+
+    def __len__(self) -> int:
+        return int(self._first_item[-1])
+
+    def locate(self, i: int) -> tuple[int, int, int]:
+        """(video number in ``video_ids``, start frame, clip number) of item ``i``; reads no frame."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"clip {i} outside a dataset of {len(self)}")
+        row = int(np.searchsorted(self._first_item, i, side="right") - 1)
+        start = int(self._start[row] + (i - self._first_item[row]))
+        return int(self._video[row]), start, int(self._clip[row])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        video, start, clip = self.locate(int(i))
+        frames = self._reader(video).read(start + self.stride * np.arange(self.frames_per_clip))
+        return {
+            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # [T, 3, H, W] uint8, a view
+            "video_id": self.video_ids[video],
+            "start_frame": start,
+            "clip": clip,
+        }
+
+    def _reader(self, video: int) -> ProxyReader:
+        reader = self._readers.get(video)
+        if reader is None:
+            hint = f"wtours curate --only {self.video_ids[video]}"
+            reader = self._readers[video] = ProxyReader(self._proxy_dirs[video], rebuild_hint=hint)
+        return reader
+
+    def _indexed_videos(self) -> list[str]:
+        return sorted(path.stem for path in (self.store.root / "clips").glob("*.parquet"))
+
+    def _load_index(self, video_id: str) -> pd.DataFrame:
+        path = self.store.clips_path(video_id)
+        if not path.is_file():
+            raise WtoursError(f"{video_id}: no clip index at {path}; run `wtours curate --only {video_id}`")
+        table = pd.read_parquet(path)
+        if len(table) and (int(table["frames_per_clip"].iloc[0]), int(table["stride"].iloc[0])) != (
+            self.frames_per_clip, self.stride,
+        ):  # fmt: skip
+            raise WtoursError(
+                f"{path} was built for T={table['frames_per_clip'].iloc[0]}, stride={table['stride'].iloc[0]}, "
+                f"not T={self.frames_per_clip}, stride={self.stride}: run `wtours curate --only {video_id} "
+                f"--frames-per-clip {self.frames_per_clip} --stride {self.stride}`"
+            )
+        return table
+
+
+class ClipSampler(Sampler[int]):
+    """Shuffled clip order that depends only on (seed, epoch), split across ranks, resumable mid-epoch.
+
+    Like ``DistributedSampler``, each rank takes every ``num_replicas``-th item of one shared
+    permutation (padded by wrapping so all ranks get the same count unless ``drop_last``).
+    To resume, call ``set_position(epoch, samples_already_consumed_by_this_rank)`` — or save
+    ``state_dict()`` and ``load_state_dict()`` it; the next ``__iter__`` continues exactly there.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset | int,
+        *,
+        seed: int | None = None,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside 0..{num_replicas - 1}")
+        self.length = dataset if isinstance(dataset, int) else len(dataset)
+        self.seed = seed if seed is not None else getattr(dataset, "seed", 0)
+        self.shuffle, self.num_replicas, self.rank, self.drop_last = shuffle, num_replicas, rank, drop_last
+        self.epoch = 0
+        self.position = 0  # items of this rank's epoch order already handed out
+
+    @property
+    def samples_per_rank(self) -> int:
+        if self.drop_last:
+            return self.length // self.num_replicas
+        return -(-self.length // self.num_replicas)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """This rank's item order for ``epoch`` (the same on every machine for a given seed)."""
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.length)
+        else:
+            order = np.arange(self.length)
+        total = self.samples_per_rank * self.num_replicas
+        if total > len(order) and len(order):
+            order = np.resize(order, total)  # wrap around, as DistributedSampler pads
+        return order[:total][self.rank :: self.num_replicas]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.position = epoch, 0
+
+    def set_position(self, epoch: int, index: int) -> None:
+        if not 0 <= index <= self.samples_per_rank:
+            raise ValueError(f"position {index} outside 0..{self.samples_per_rank}")
+        self.epoch, self.position = epoch, index
+
+    def state_dict(self) -> dict[str, int]:
+        """Epoch and position. With DataLoader workers the sampler runs ahead of the batches actually
+        consumed (prefetching); save ``set_position(epoch, batches_done * batch_size)`` then instead."""
+        return {"seed": self.seed, "epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"sampler state is for seed {state['seed']}, this sampler has seed {self.seed}")
+        self.set_position(int(state["epoch"]), int(state["position"]))
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.epoch_order(self.epoch)
+        if self.position >= len(order):  # a finished epoch iterated again without set_epoch: replay it
+            self.position = 0
+        while self.position < len(order):
+            item = int(order[self.position])
+            self.position += 1
+            yield item
+
+    def __len__(self) -> int:
+        return self.samples_per_rank - self.position
