@@ -46,9 +46,7 @@ PHOTOS: dict[str, PhotoSpec] = {
         (("person", 123, 197, 1111, 710), ("person", 747, 41, 1141, 712), ("tie", 437, 434, 531, 717)),
     ),
     # A portrait before a flag: saturated colours, mid-tones (512 x 600).
-    "grace_hopper": PhotoSpec(
-        "matplotlib", "mpl-data/sample_data/grace_hopper.jpg", (("person", 20, 25, 505, 600),)
-    ),
+    "grace_hopper": PhotoSpec("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", (("person", 20, 25, 505, 600),)),
 }
 
 

@@ -152,17 +152,21 @@ def _panorama(canvas_height: int) -> tuple[Image.Image, list[tuple[str, Box]]]:
 
 @dataclass
 class _Walker:
-    """A cut-out of a photographed object crossing the frame at constant speed."""
+    """A cut-out of a photographed object crossing the frame at constant speed, again every ``period``
+    frames (another pedestrian of the same look, as far as a detector is concerned)."""
 
     label: str
     sprite: np.ndarray
     start_frame: int
     frames_to_cross: int
+    period: int
     left_to_right: bool
     bottom: int
 
     def box_at(self, frame_index: int, width: int) -> Box | None:
-        progress = (frame_index - self.start_frame) / self.frames_to_cross
+        if frame_index < self.start_frame:
+            return None
+        progress = (frame_index - self.start_frame) % self.period / self.frames_to_cross
         if not 0.0 <= progress <= 1.0:
             return None
         sprite_h, sprite_w = self.sprite.shape[:2]
@@ -193,14 +197,16 @@ def _walkers(width: int, height: int, fps: float, n_frames: int, rng: np.random.
         sprite_h = max(4, round(height * height_fraction))
         sprite_w = max(4, round(sprite_h * (x1 - x0) / (y1 - y0)))
         sprite = np.asarray(load_photo(name).resize((sprite_w, sprite_h), Image.LANCZOS, box=(x0, y0, x1, y1)))
-        # Staggered entries over the take; a short video still shows each walker at least in part.
-        start = round(n_frames * (order / len(choices)) * rng.uniform(0.6, 1.0))
+        # Staggered first entries within the first 6 s, so a short video still shows every walker.
+        start = round(min(n_frames, 6 * fps) * (order / len(choices)) * rng.uniform(0.6, 1.0))
+        frames_to_cross = max(2, round(seconds_to_cross * fps * rng.uniform(0.85, 1.15)))
         walkers.append(
             _Walker(
                 label=label,
                 sprite=sprite,
                 start_frame=start,
-                frames_to_cross=max(2, round(seconds_to_cross * fps * rng.uniform(0.85, 1.15))),
+                frames_to_cross=frames_to_cross,
+                period=frames_to_cross + round(fps * rng.uniform(2.0, 4.0)),
                 left_to_right=bool(rng.integers(2)),
                 bottom=min(height, round(height * rng.uniform(0.9, 1.05))),
             )
