@@ -57,10 +57,17 @@ class DecodedFrame:
 class StreamInfo:
     """What the iterator needs to know about the video stream (see wtours.video for a full probe)."""
 
+    codec: str
     fps: float
     width: int
     height: int
     frame_count: int | None  # from the container header; None when the container does not say
+    duration: float  # seconds, from the container header
+
+    @property
+    def estimated_frames(self) -> int:
+        """The header's frame count, else duration x fps."""
+        return self.frame_count or max(1, round(self.duration * self.fps))
 
 
 def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
@@ -77,10 +84,12 @@ def stream_info(path: str | os.PathLike[str]) -> StreamInfo:
     try:
         stream = container.streams.video[0]
         return StreamInfo(
+            codec=stream.codec_context.name,
             fps=float(_frame_rate(stream, path)),
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             frame_count=stream.frames or None,
+            duration=_duration(container, stream),
         )
     finally:
         container.close()
@@ -165,6 +174,12 @@ def _frame_rate(stream, path: str | os.PathLike[str]) -> Fraction:
     if not rate or rate <= 0:
         raise WtoursError(f"{path}: the video stream does not state its frame rate")
     return Fraction(rate)
+
+
+def _duration(container, stream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1_000_000 if container.duration else 0.0
 
 
 def _decode(container, stream, path: str | os.PathLike[str]):

@@ -1,0 +1,329 @@
+"""``wtours analyze``: plan windows, run them on an executor, merge each video's results.
+
+Results per video in ``analysis/<id>/``::
+
+    frames.parquet           frame, time, lightness (mean CIE L*), luma, blank, frozen, frame_diff, content_val
+    shots.parquet            shot, start_frame (inclusive), end_frame (exclusive), start/end_time, timecodes
+    objects.parquet          one row per detection: frame, time, class_id, class_name, confidence, x0..y1
+    detector_frames.parquet  every frame the detector saw: frame, time, objects, unique_classes
+    summary.json             probe, shot count, per-frame object statistics, lightness range, blank time, settings
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from wtours.analysis.executors import ExecutorName, run_tasks, threads_per_worker
+from wtours.analysis.objects import empty_detections
+from wtours.analysis.settings import AnalysisSettings, settings_hash
+from wtours.analysis.shots import detect_cuts, shot_table
+from wtours.analysis.window import (
+    VideoInput,
+    WindowTask,
+    build_analyzers,
+    is_done,
+    part_dir,
+    plan_windows,
+    window_stem,
+)
+
+import wtours
+from wtours.errors import WtoursError
+from wtours.frames import StreamInfo, stream_info
+from wtours.progress import console, make_progress
+from wtours.store import Store, atomic_path, atomic_write_json, read_json
+
+RESULT_FILES = ("frames.parquet", "shots.parquet", "objects.parquet", "detector_frames.parquet", "summary.json")
+
+
+@dataclass
+class VideoResult:
+    """How one video's analysis went; ``summary`` is its summary.json when it succeeded."""
+
+    video: VideoInput
+    analysis_dir: Path
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    windows_computed: int = 0
+    windows_cached: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def analyze_videos(
+    videos: Sequence[VideoInput],
+    store: Store,
+    settings: AnalysisSettings | None = None,
+    *,
+    executor: ExecutorName = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    show_progress: bool = True,
+) -> list[VideoResult]:
+    """Analyze every video (one decode pass per window), merge, and write ``analysis/<id>/``.
+
+    A video that fails (unreadable, truncated) gets an error in its result; the others complete,
+    and its finished windows stay cached for the next run.
+    """
+    settings = settings or AnalysisSettings()
+    threads = threads_per_worker(workers) if executor == "local" else 1
+    results: list[VideoResult] = []
+    streams: dict[str, StreamInfo] = {}
+    tasks_of: dict[str, list[WindowTask]] = {}
+    for video in videos:
+        result = VideoResult(video, store.analysis_dir(video.id))
+        results.append(result)
+        try:
+            streams[video.id] = stream_info(video.path)
+        except WtoursError as err:
+            result.error = str(err)
+            continue
+        tasks_of[video.id] = plan_windows(video, result.analysis_dir, streams[video.id], settings, threads)
+    pending = [task for tasks in tasks_of.values() for task in tasks if not _window_cached(task)]
+    by_id = {result.video.id: result for result in results}
+    for video_id, tasks in tasks_of.items():
+        by_id[video_id].windows_cached = len(tasks) - sum(task.video_id == video_id for task in pending)
+
+    if pending:
+        progress = make_progress() if show_progress else None
+        if progress:
+            progress.start()
+            bar = progress.add_task("analyze", total=sum(task.frames for task in pending))
+        try:
+            for outcome in run_tasks(pending, executor=executor, workers=workers, ray_address=ray_address):
+                result = by_id[outcome.video_id]
+                if outcome.error:
+                    result.errors.append(outcome.error)
+                else:
+                    result.windows_computed += 1
+                if progress:
+                    progress.advance(bar, outcome.end - outcome.start)
+        finally:
+            if progress:
+                progress.stop()
+
+    for result in results:
+        if result.error is None and result.errors:
+            result.error = result.errors[0]  # one line per video; the first failure says what is wrong
+        if result.error is not None:
+            continue
+        video_id = result.video.id
+        try:
+            result.summary = merge_video(result.video, result.analysis_dir, streams[video_id], settings,
+                                         tasks_of[video_id])
+        except WtoursError as err:
+            result.error = str(err)
+    return results
+
+
+def _window_cached(task: WindowTask) -> bool:
+    analyzers = build_analyzers(task.stream, task.settings, load_models=False)
+    return all(
+        is_done(part_dir(Path(task.analysis_dir), analyzer, task.stream, task.settings), task.start, task.end)
+        for analyzer in analyzers
+    )
+
+
+def merge_video(
+    video: VideoInput, analysis_dir: Path, stream: StreamInfo, settings: AnalysisSettings, tasks: list[WindowTask]
+) -> dict[str, Any]:
+    """Join the window results of one video into its Parquet files and summary.json (atomically).
+
+    Skipped when summary.json already records the same windows and settings: a re-run does nothing.
+    """
+    analyzers = build_analyzers(stream, settings, load_models=False)
+    folders = {analyzer.name: part_dir(analysis_dir, analyzer, stream, settings) for analyzer in analyzers}
+    stems = [window_stem(task.start, task.end) for task in tasks]
+    merge_settings = settings.model_dump(
+        include={"shot_detector", "shot_threshold", "adaptive_threshold", "min_scene_len", "duration"}
+    )
+    key = settings_hash({"parts": sorted(f.name for f in folders.values()), "windows": stems,
+                         "merge": merge_settings, "group": video.group})
+    previous = read_json(analysis_dir / "summary.json")
+    if previous and previous.get("key") == key and all((analysis_dir / name).is_file() for name in RESULT_FILES):
+        return previous
+
+    frames = _merge_frames(folders["lightness"], folders["shots"], stems, analysis_dir / "frames.parquet")
+    fps = stream.fps
+    cuts = detect_cuts(
+        frames["content_val"],
+        fps,
+        detector=settings.shot_detector,
+        threshold=settings.shot_threshold,
+        adaptive_threshold=settings.adaptive_threshold,
+        min_scene_len=settings.min_scene_len,
+    )
+    shots = shot_table(cuts, frames["n_frames"], fps)
+    _write_parquet(shots, analysis_dir / "shots.parquet")
+    if "objects" in folders:
+        detections = _concat([folders["objects"] / f"{stem}.objects.parquet" for stem in stems])
+        sampled = _concat([folders["objects"] / f"{stem}.detector_frames.parquet" for stem in stems])
+    else:
+        detections = empty_detections()
+        sampled = pd.DataFrame({"frame": [], "time": [], "objects": [], "unique_classes": []}).astype(
+            {"frame": np.int64, "time": np.float64, "objects": np.int64, "unique_classes": np.int64}
+        )
+    _write_parquet(detections, analysis_dir / "objects.parquet")
+    _write_parquet(sampled, analysis_dir / "detector_frames.parquet")
+    summary = _summary(video, stream, settings, frames, shots, detections, sampled)
+    summary["key"] = key
+    atomic_write_json(analysis_dir / "summary.json", summary)
+    return summary
+
+
+def _merge_frames(lightness_dir: Path, shots_dir: Path, stems: list[str], out: Path) -> dict[str, Any]:
+    """Stream the per-window frame tables into frames.parquet (one window in memory at a time)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    content_val: list[np.ndarray] = []
+    stats: dict[str, Any] = defaultdict(float)
+    stats["lightness_min"], stats["lightness_max"] = np.inf, -np.inf
+    n_frames = 0
+    with atomic_path(out) as tmp:
+        writer = None
+        try:
+            for stem in stems:
+                light = pd.read_parquet(lightness_dir / f"{stem}.frames.parquet")
+                scores = pd.read_parquet(shots_dir / f"{stem}.frames.parquet")
+                table = light.merge(scores, on="frame", how="left", validate="one_to_one")
+                expected = np.arange(n_frames, n_frames + len(table))
+                if not np.array_equal(table["frame"].to_numpy(), expected):
+                    raise WtoursError(f"{out.parent.name}: window {stem} does not continue frame {n_frames}; re-run")
+                n_frames += len(table)
+                content_val.append(table["content_val"].to_numpy(np.float32))
+                if len(table):
+                    stats["lightness_min"] = min(stats["lightness_min"], float(table["lightness"].min()))
+                    stats["lightness_max"] = max(stats["lightness_max"], float(table["lightness"].max()))
+                stats["lightness_sum"] += float(table["lightness"].to_numpy(np.float64).sum())
+                stats["blank"] += int(table["blank"].sum())
+                stats["frozen"] += int(table["frozen"].sum())
+                arrow = pa.Table.from_pandas(table, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, arrow.schema)
+                writer.write_table(arrow)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise WtoursError(f"{out.parent.name}: no frames were analyzed")
+    stats["n_frames"] = n_frames
+    stats["content_val"] = np.concatenate(content_val)
+    return stats
+
+
+def _concat(paths: list[Path]) -> pd.DataFrame:
+    tables = [pd.read_parquet(path) for path in paths]
+    non_empty = [table for table in tables if len(table)]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else tables[0]
+
+
+def _write_parquet(table: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+
+
+def _summary(
+    video: VideoInput,
+    stream: StreamInfo,
+    settings: AnalysisSettings,
+    frames: dict[str, Any],
+    shots: pd.DataFrame,
+    detections: pd.DataFrame,
+    sampled: pd.DataFrame,
+) -> dict[str, Any]:
+    fps = stream.fps
+    n_frames = frames["n_frames"]
+    header_frames = stream.frame_count or stream.estimated_frames
+    objects: dict[str, Any] | None = None
+    if settings.detector:
+        frequency = detections["class_name"].value_counts()
+        objects = {
+            "detector": settings.detector,
+            "sampled_frames": len(sampled),
+            "mean_per_frame": _stat(sampled["objects"].mean()),
+            "median_per_frame": _stat(sampled["objects"].median()),
+            "mean_unique_classes_per_frame": _stat(sampled["unique_classes"].mean()),
+            "median_unique_classes_per_frame": _stat(sampled["unique_classes"].median()),
+            "unique_classes": int(detections["class_name"].nunique()),
+            "class_frequency": {str(name): int(count) for name, count in frequency.items()},
+        }
+    return {
+        "id": video.id,
+        "group": video.group,
+        "video": str(video.path),
+        "wtours_version": wtours.__version__,
+        "probe": {
+            "codec": stream.codec,
+            "fps": fps,
+            "frames": header_frames,
+            "duration": header_frames / fps,
+            "width": stream.width,
+            "height": stream.height,
+            "resolution": f"{stream.width}x{stream.height}",
+        },
+        "analyzed": {
+            "frames": n_frames,
+            "seconds": n_frames / fps,
+            "complete": n_frames >= header_frames,
+        },
+        "shots": len(shots),
+        "cuts": shots["start_frame"].tolist()[1:],
+        "objects": objects,
+        "lightness": {
+            "min": frames["lightness_min"],
+            "max": frames["lightness_max"],
+            "range": frames["lightness_max"] - frames["lightness_min"],
+            "mean": frames["lightness_sum"] / max(1, n_frames),
+        },
+        "blank": {
+            "frames": frames["blank"],
+            "seconds": frames["blank"] / fps,
+            "fraction": frames["blank"] / max(1, n_frames),
+        },
+        "frozen": {"frames": frames["frozen"], "seconds": frames["frozen"] / fps},
+        "settings": settings.model_dump(),
+    }
+
+
+def _stat(value: float) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def print_results(results: Sequence[VideoResult]) -> None:
+    """One line per video: what was computed and the headline numbers, or the error."""
+    from rich.table import Table
+
+    table = Table(title="analysis", title_justify="left")
+    for column in ("video", "frames", "shots", "objects/frame", "classes/frame", "L* range", "blank s", "windows"):
+        table.add_column(column, justify="left" if column == "video" else "right")
+    for result in results:
+        summary = result.summary
+        if summary is None:
+            table.add_row(result.video.id, f"[red]error: {result.error}", *[""] * 6)
+            continue
+        objects = summary["objects"] or {}
+        table.add_row(
+            result.video.id,
+            str(summary["analyzed"]["frames"]),
+            str(summary["shots"]),
+            _fmt(objects.get("mean_per_frame")),
+            _fmt(objects.get("mean_unique_classes_per_frame")),
+            f"{summary['lightness']['min']:.1f}-{summary['lightness']['max']:.1f}",
+            f"{summary['blank']['seconds']:.1f}",
+            f"{result.windows_computed} new, {result.windows_cached} cached",
+        )
+    console.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
