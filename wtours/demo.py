@@ -129,15 +129,16 @@ def _sha256(path: Path) -> str:
 
 def _print_summary(run: DemoRun, elapsed: float) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table(title=f"wtours demo: done in {elapsed:.1f} s", title_justify="left", show_header=False)
-    table.add_column("what", style="bold", no_wrap=True)
-    table.add_column("where", overflow="fold")
+    # Where things are is the demo's result, so it goes to stdout (progress went to stderr), one
+    # unbroken line per item so that paths can be copied or grepped.
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(f"[bold green]wtours demo[/]: done in {elapsed:.1f} s")
+    width = max(len(what) for what, _ in run.outputs)
     for what, where in run.outputs:
-        table.add_row(what, where)
-    # Where things are is the demo's result, so it goes to stdout; progress went to stderr.
-    out = Console(soft_wrap=False)
-    out.print(table)
+        out.print(f"  [bold]{escape(what):<{width}}[/]  {escape(where)}")
     if run.next_commands:
-        out.print("next:", *(f"  {command}" for command in run.next_commands), sep="\n", highlight=False)
+        out.print("next:")
+        for command in run.next_commands:
+            out.print(f"  {escape(command)}")
