@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from wtours.pipelines.fetch import FetchOptions, ffmpeg_dir, format_preferences, ytdlp_options
@@ -114,7 +115,6 @@ def test_direct_link_and_video_page_are_fetched_verified_and_skipped_on_rerun(cl
     assert out.count("verified") >= 2 and "2 verified" in out
 
 
-@pytest.mark.slow
 def test_killed_download_resumes_from_its_part_file(cli, make_video, www, tmp_path):
     noise = make_video("noise.mp4", noise=True, width=320, height=240, frames=60)  # incompressible: ~8 MB
     total = noise.stat().st_size
@@ -142,6 +142,8 @@ def test_killed_download_resumes_from_its_part_file(cli, make_video, www, tmp_pa
         process.wait()
         assert total * 0.4 < part_size < total, "the download should have been killed midway"
         assert not (data / "videos" / "walk.mp4").exists()
+        code, out, _ = cli("status", "-m", manifest, "-d", data)
+        assert code == 0 and "partial" in out and "1 partial" in out
 
         server.throttle_bytes_per_s = None
         server.reset_counts()
@@ -237,6 +239,55 @@ def test_local_path_sources_relative_to_the_manifest_and_remuxed_to_mp4(cli, mak
     with av.open(str(data / "videos" / "b.mp4")) as container:
         assert "mp4" in container.format.name.split(",")
     assert json.loads((data / "videos" / "b.json").read_text())["frame_count"] == 24
+
+
+def test_a_webm_link_is_remuxed_to_mp4_without_reencoding(cli, make_video, www, tmp_path):
+    import av
+
+    webm = www / "walk.webm"
+    with av.open(str(webm), mode="w") as container:
+        stream = container.add_stream("libvpx-vp9", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(20):
+            rgb = np.full((48, 64, 3), index * 10, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode(None))
+    data = tmp_path / "data"
+    with LoopbackServer(www) as server:
+        manifest = write_manifest(tmp_path / "manifest.yaml", [{"id": "walk", "sources": [server.url("walk.webm")]}])
+        code, _, err = cli("fetch", "-m", manifest, "-d", data)
+    assert code == 0, err
+    with av.open(str(data / "videos" / "walk.mp4")) as container:
+        assert "mp4" in container.format.name.split(",")
+    sidecar = json.loads((data / "videos" / "walk.json").read_text())
+    assert (sidecar["codec"], sidecar["frame_count"]) == ("vp9", 20)
+
+
+def test_a_video_without_sidecar_is_reverified_locally_and_a_bad_one_replaced(cli, make_video, www, tmp_path):
+    clip = make_video("clip.mp4", frames=30)
+    (www / "clip.mp4").write_bytes(clip.read_bytes())
+    data = tmp_path / "data"
+    videos = data / "videos"
+    with LoopbackServer(www) as server:
+        manifest = write_manifest(
+            tmp_path / "manifest.yaml",
+            [{"id": video_id, "sources": [server.url("clip.mp4")]} for video_id in ("kept", "broken")],
+        )
+        videos.mkdir(parents=True)
+        (videos / "kept.mp4").write_bytes(clip.read_bytes())  # e.g. copied in by hand
+        (videos / "broken.mp4").write_bytes(b"half a file")
+        (videos / "broken.json").write_text(json.dumps({"size": 1}))  # a stale sidecar
+        code, out, _ = cli("status", "-m", manifest, "-d", data)
+        assert code == 0 and "2 unverified" in out
+        code, _, err = cli("fetch", "-m", manifest, "-d", data)
+        requested = {r.path for r in server.requests}
+    assert code == 0, err
+    assert json.loads((videos / "kept.json").read_text())["source"]["kind"] == "existing"
+    assert json.loads((videos / "broken.json").read_text())["source"]["kind"] == "url"
+    assert (videos / "broken.mp4").read_bytes() == clip.read_bytes()
+    assert requested == {"/clip.mp4"} and sum(r.method == "GET" for r in server.requests) == 2, (
+        "only the broken video is downloaded again"
+    )
 
 
 @pytest.mark.parametrize(
