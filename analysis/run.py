@@ -11,6 +11,7 @@ Results per video in ``analysis/<id>/``::
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from wtours.analysis.window import (
 import wtours
 from wtours.errors import WtoursError
 from wtours.frames import StreamInfo, stream_info
+from wtours.manifest import Manifest
 from wtours.progress import console, make_progress
 from wtours.store import Store, atomic_path, atomic_write_json, read_json
 
@@ -82,6 +84,9 @@ def analyze_videos(
     for video in videos:
         result = VideoResult(video, store.analysis_dir(video.id))
         results.append(result)
+        if not Path(video.path).is_file():
+            result.error = f"{video.id}: no video at {video.path} (not fetched yet? run `wtours fetch`)"
+            continue
         try:
             streams[video.id] = stream_info(video.path)
         except WtoursError as err:
@@ -123,6 +128,24 @@ def analyze_videos(
         except WtoursError as err:
             result.error = str(err)
     return results
+
+
+def videos_from_manifest(
+    manifest: Manifest, only: list[str] | None, group: str | None, store: Store
+) -> list[VideoInput]:
+    """The manifest's selected videos, at their fetched place ``videos/<id>.mp4``."""
+    return [VideoInput(entry.id, store.video_path(entry.id), entry.group) for entry in manifest.select(only, group)]
+
+
+def videos_from_paths(paths: Sequence[Path], group: str = "videos") -> list[VideoInput]:
+    """Ad-hoc video files; each one's id is its file name without suffix, made safe for a folder name."""
+    videos = []
+    for path in paths:
+        video_id = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).lstrip(".-") or "video"
+        if any(video.id == video_id for video in videos):
+            raise WtoursError(f"two videos named {video_id!r}: rename one (ids come from file names)")
+        videos.append(VideoInput(video_id, Path(path), group))
+    return videos
 
 
 def _window_cached(task: WindowTask) -> bool:
