@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from wtours.errors import WtoursError
 from wtours.manifest import FigshareSource, FileSource, Manifest, VideoEntry
 from wtours.progress import console, make_progress
@@ -111,7 +113,7 @@ def print_plan(manifest: Manifest, entries: list[VideoEntry], store: Store) -> N
         sources = "\n".join(
             f"{i}. {s.kind}: {s.location.removeprefix(s.kind + ':')}" for i, s in enumerate(entry.sources, 1)
         )
-        table.add_row(entry.id, entry.group, _clock(entry.duration), state, sources)
+        table.add_row(entry.id, entry.group, _clock(entry.duration), state, escape(sources))
     _stdout_console().print(table)
 
 
@@ -131,10 +133,10 @@ def print_status(manifest: Manifest, entries: list[VideoEntry], store: Store) ->
         if sidecar:
             table.add_row(
                 entry.id, entry.group, state, _size(sidecar.get("size")), _clock(sidecar.get("duration")),
-                _resolution(sidecar), detail,
+                _resolution(sidecar), escape(detail),
             )  # fmt: skip
         else:
-            table.add_row(entry.id, entry.group, state, "", _clock(entry.duration), "", detail)
+            table.add_row(entry.id, entry.group, state, "", _clock(entry.duration), "", escape(detail))
     out = _stdout_console()
     out.print(table)
     out.print(", ".join(f"{count} {state}" for state, count in counts.items()), highlight=False)
@@ -325,7 +327,7 @@ class _VideoFetcher:
         """A video without a (matching) sidecar, e.g. copied in by hand or cut off before its sidecar was
         written: verify it locally instead of downloading it again. A bad one is moved aside."""
         path = self.store.video_path(self.video_id)
-        console.print(f"{self.video_id}: videos/{path.name} has no matching sidecar; verifying it", highlight=False)
+        _say(f"{self.video_id}: videos/{path.name} has no matching sidecar; verifying it")
         try:
             probe = self._verify(path)
         except WtoursError as err:
@@ -333,7 +335,7 @@ class _VideoFetcher:
             rejected.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, rejected)
             self.store.sidecar_path(self.video_id).unlink(missing_ok=True)
-            console.print(f"{self.video_id}: rejected ({err}); moved to {rejected}, fetching again", highlight=False)
+            _say(f"{self.video_id}: rejected ({err}); moved to {rejected}, fetching again")
             return False
         self._publish(path, probe, {"kind": "existing", "location": str(path)}, ytdlp_info=None)
         return True
@@ -352,7 +354,7 @@ class _VideoFetcher:
                         errors.append(f"{label}: {err}")
                         break
                     wait = self.options.retry_wait * 2**attempt
-                    console.print(f"{self.video_id}: {label}: {err}; retrying in {wait:g} s", highlight=False)
+                    _say(f"{self.video_id}: {label}: {err}; retrying in {wait:g} s")
                     time.sleep(wait)
                 else:
                     return FetchResult(self.video_id, True, "fetched", path, label, None, self.bytes_downloaded)
@@ -389,7 +391,7 @@ class _VideoFetcher:
         return self.store.video_path(self.video_id)
 
     def _verify(self, path: Path) -> VideoProbe:
-        console.print(f"{self.video_id}: verifying {path.name}", highlight=False)
+        _say(f"{self.video_id}: verifying {path.name}")
         return verify_video(
             path,
             expected_duration=self.entry.duration,
@@ -541,10 +543,15 @@ class _YtdlpLogger:
     def warning(self, message: str) -> None:
         if "generic information extractor" in message or "direct video link" in message:
             return  # expected for direct links and plain web pages
-        console.print(f"[dim]{self.video_id}: yt-dlp: {_strip_ansi(message)}[/]", highlight=False)
+        console.print(f"[dim]{self.video_id}: yt-dlp: {escape(_strip_ansi(message))}[/]", highlight=False)
 
     def error(self, message: str) -> None:
         pass
+
+
+def _say(text: str) -> None:
+    """A plain progress message on stderr (no markup: messages quote paths and yt-dlp's [brackets])."""
+    console.print(text, highlight=False, markup=False)
 
 
 def _ytdlp_message(err: Exception) -> str:
@@ -670,13 +677,15 @@ def _print_results(results: list[FetchResult], store: Store) -> None:
             _size(sidecar.get("size")) if sidecar else "",
             _clock(sidecar.get("duration")) if sidecar else "",
             _resolution(sidecar) if sidecar else "",
-            result.source or "" if result.ok else f"[red]{result.error}[/]",
+            escape(result.source or "") if result.ok else f"[red]{escape(result.error or '')}[/]",
         )
     console.print(table)
     # Each failure once more as a single unwrapped line, for logs and grep.
     for result in results:
         if not result.ok:
-            console.print(f"[bold red]error:[/] {result.video_id}: {result.error}", highlight=False, soft_wrap=True)
+            console.print(
+                f"[bold red]error:[/] {result.video_id}: {escape(result.error or '')}", highlight=False, soft_wrap=True
+            )
 
 
 def _stdout_console() -> Any:

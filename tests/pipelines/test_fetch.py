@@ -333,20 +333,22 @@ def test_bad_videos_are_rejected_and_the_good_one_still_fetched(cli, make_video,
                 {"id": "cut_moov", "sources": [server.url("cut_moov.mp4")]},
                 {"id": "cut_mdat", "sources": [str(local / "cut_mdat.mp4")]},
                 {"id": "short", "duration": "0:10", "sources": [str(local / "short.mp4")]},
+                {"id": "gone", "sources": [server.url("gone.mp4")]},
                 {"id": "later", "sources": [server.url("clip.mp4")]},
                 {"id": "staged", "sources": [server.url("clip.mp4")]},
             ],
         )
-        code, _, err = cli("fetch", "-m", manifest, "-d", data, "--only", "good,zero,text,cut_moov,cut_mdat,short")
+        code, _, err = cli("fetch", "-m", manifest, "-d", data, "--only", "good,zero,text,cut_moov,cut_mdat,short,gone")
     assert code == 1
     assert published(data) == {"good.mp4", "good.json"}, "a rejected file never lands in videos/"
     errors = {line.split(":")[1].strip(): line for line in error_lines(err)}
-    assert set(errors) == {"zero", "text", "cut_moov", "cut_mdat", "short"}
+    assert set(errors) == {"zero", "text", "cut_moov", "cut_mdat", "short", "gone"}
     assert "empty file (0 bytes)" in errors["zero"]
     assert "not a readable video" in errors["text"]
     assert "not a readable video" in errors["cut_moov"]
     assert "truncated: the container lists 30 frames but only" in errors["cut_mdat"]
     assert "too short: 1.0 s but the manifest expects 10.0 s" in errors["short"]
+    assert "[generic]" in errors["gone"] and "HTTP Error 404" in errors["gone"], "yt-dlp's text, not rich markup"
     for bad in ("zero", "text", "cut_moov", "cut_mdat", "short"):
         state = json.loads((data / "videos" / ".state" / f"{bad}.json").read_text())
         assert state["status"] == "failed" and state["error"] and state["attempts"]
@@ -362,7 +364,7 @@ def test_bad_videos_are_rejected_and_the_good_one_still_fetched(cli, make_video,
     rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
     assert "verified" in rows["good"] and "failed" in rows["zero"] and "missing" in rows["later"]
     assert "partial" in rows["staged"] and "1.2 KB" in rows["staged"]
-    assert "1 verified, 5 failed, 1 missing, 1 partial" in out
+    assert "1 verified, 6 failed, 1 missing, 1 partial" in out
 
 
 def test_dry_run_lists_the_ten_walking_tours_videos(cli, tmp_path):
