@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import wtours.sample.render as sample_render
 from wtours.color import mean_lightness
 from wtours.errors import WtoursError
 from wtours.manifest import load_manifest
@@ -192,6 +193,21 @@ def test_read_frame_number_refuses_frames_without_a_code():
     grey = np.full((36, 64, 3), 128, np.uint8)
     with pytest.raises(ValueError, match="grey"):
         read_frame_number(grey)
+    with pytest.raises(ValueError, match="uint8"):  # a [0, 1] float frame would silently read as 0
+        read_frame_number(np.zeros((36, 64, 3), np.float32))
+
+
+def test_renders_with_only_matplotlibs_photo(tmp_path, monkeypatch):
+    """Without ultralytics (no bus.jpg, zidane.jpg) the sample still renders, with no empty borders."""
+    monkeypatch.setattr(sample_render, "available_photos", lambda: ["grace_hopper"])
+    for make in (sample_render.render_walking_tour, sample_render.render_movie_like):
+        path = tmp_path / f"{make.__name__}.mp4"
+        truth = make(path, width=320, height=180, seconds=2.0)
+        frames = decode_rgb(path)
+        assert len(frames) == truth.n_frames == 60
+        # Columns outside the photo would be black: every edge column keeps the photo's content.
+        assert min(frame[:, [0, -1]].mean() for frame in frames) > 10
+        assert {box.label for frame in truth.boxes for box in frame} <= {"person"}
 
 
 def test_sample_set_is_a_fetchable_manifest_with_truth(tmp_path):

@@ -45,8 +45,10 @@ def read_frame_number(rgb: np.ndarray) -> int:
 
     Raises ValueError when a cell is neither clearly black nor clearly white, or the parity is wrong.
     """
-    if rgb.ndim != 3 or rgb.shape[0] < GRID or rgb.shape[1] < GRID:
-        raise ValueError(f"expected an H x W x C image of at least {GRID} x {GRID} pixels, got {rgb.shape}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[0] < GRID or rgb.shape[1] < GRID:
+        raise ValueError(
+            f"expected an H x W x C uint8 image of at least {GRID} x {GRID} pixels, got {rgb.dtype} {rgb.shape}"
+        )
     grey = rgb.astype(np.float32).mean(axis=2)
     height, width = grey.shape
     bits = []

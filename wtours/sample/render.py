@@ -230,16 +230,18 @@ def render_walking_tour(
     canvas_height = min(1080, 2 * height)
     panorama, scene_objects = _panorama(canvas_height)
     walkers = _walkers(width, height, fps, n_frames, rng)
+    # The tallest view of the output's aspect that fits (a panorama of one portrait photo is narrow).
+    largest_view_h = min(canvas_height, panorama.width * height / width)
     step_phase = rng.uniform(0, 2 * math.pi)
     truth = SampleTruth("walk", width, height, float(fps), n_frames)
     with h264_writer(path, width=width, height=height, fps=fps, gop=max(1, round(2 * fps))) as write:
         for index in range(n_frames):
             progress = index / max(1, n_frames - 1)
             t = index / fps
-            # Zoom in slowly (the view shrinks from 92% to 76% of the canvas height) while panning at
+            # Zoom in slowly (the view shrinks from 92% to 76% of the largest view) while panning at
             # most PAN_SPEED view widths a second, easing in and out and turning back at the panorama's
             # ends (long renders); steps make the camera bob ~1.8 times a second.
-            view_h = canvas_height * (0.92 - 0.16 * progress)
+            view_h = largest_view_h * (0.92 - 0.16 * progress)
             view_w = view_h * width / height
             pan_range = panorama.width - view_w
             turn_rate = 2 * PAN_SPEED * view_w / max(pan_range, 1.0)
