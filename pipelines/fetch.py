@@ -208,6 +208,7 @@ def ytdlp_options(options: FetchOptions) -> dict[str, Any]:
         "updatetime": False,
         "retries": options.retries,
         "fragment_retries": options.retries,
+        "extractor_retries": options.retries,
         "retry_sleep_functions": {"http": _backoff(options.retry_wait), "fragment": _backoff(options.retry_wait)},
         "socket_timeout": 30,
         "quiet": True,
@@ -358,6 +359,7 @@ class _VideoFetcher:
                     time.sleep(wait)
                 else:
                     return FetchResult(self.video_id, True, "fetched", path, label, None, self.bytes_downloaded)
+        _remove_empty_folders(self.store.partial_dir(self.video_id))
         if len(errors) == 1:
             return self._failed(errors[0])
         return self._failed(f"all {len(errors)} sources failed: " + "; ".join(errors))
@@ -556,6 +558,7 @@ def _say(text: str) -> None:
 
 def _ytdlp_message(err: Exception) -> str:
     text = _strip_ansi(str(err)).strip().removeprefix("ERROR: ")
+    text = re.sub(r"\s*\(caused by .*\)\s*$", "", text, flags=re.DOTALL)  # repeats the message
     return " ".join(text.split()) or type(err).__name__
 
 
@@ -650,6 +653,13 @@ def _check_expected(path: Path, digests: dict[str, str], expected: dict[str, Any
         raise WtoursError(f"{path.name}: md5 {digests.get('md5')} differs from the host's {expected['md5']}")
 
 
+def _remove_empty_folders(folder: Path) -> None:
+    """Staging folders of sources that left nothing to resume."""
+    for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
 def _staged_bytes(folder: Path) -> int:
     if not folder.is_dir():
         return 0
@@ -677,7 +687,7 @@ def _print_results(results: list[FetchResult], store: Store) -> None:
             _size(sidecar.get("size")) if sidecar else "",
             _clock(sidecar.get("duration")) if sidecar else "",
             _resolution(sidecar) if sidecar else "",
-            escape(result.source or "") if result.ok else f"[red]{escape(result.error or '')}[/]",
+            escape(result.source or "") if result.ok else f"[red]{escape(_shorten(result.error or '', 160))}[/]",
         )
     console.print(table)
     # Each failure once more as a single unwrapped line, for logs and grep.
@@ -686,6 +696,10 @@ def _print_results(results: list[FetchResult], store: Store) -> None:
             console.print(
                 f"[bold red]error:[/] {result.video_id}: {escape(result.error or '')}", highlight=False, soft_wrap=True
             )
+
+
+def _shorten(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 def _stdout_console() -> Any:
