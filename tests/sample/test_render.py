@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -221,3 +222,14 @@ def test_sample_set_is_a_fetchable_manifest_with_truth(tmp_path):
         assert video.duration == 2.0
     walk_truth = SampleTruth.load(tmp_path / "sample" / "walk.truth.json")
     assert (walk_truth.width, walk_truth.height, walk_truth.n_frames) == (160, 90, 60)
+
+
+def test_ntsc_frame_rate_is_kept_exactly(tmp_path):
+    path = tmp_path / "ntsc.mp4"
+    truth = render_numbered(path, n_frames=30, fps=30000 / 1001)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == Fraction(30000, 1001)
+        times = [frame.time for frame in container.decode(stream)]
+    assert truth.fps == pytest.approx(29.97, abs=0.001)
+    assert times[-1] == pytest.approx(29 * 1001 / 30000, abs=1e-4)
