@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -81,8 +82,26 @@ def curate_videos(store: Store, video_ids: Sequence[str], options: CurateOptions
     return results
 
 
+def select_video_ids(store: Store, manifest: Path | None, only: list[str] | None, group: str | None) -> list[str]:
+    """``only`` as given (any id in the store), else the manifest's (group's) videos that are fetched."""
+    from wtours.manifest import load_manifest
+
+    if only:
+        return list(dict.fromkeys(only))
+    entries = load_manifest(manifest).select(None, group)
+    ids = [entry.id for entry in entries if store.video_path(entry.id).is_file()]
+    if not ids:
+        raise WtoursError(f"none of the manifest's videos is in {store.videos_dir}; run `wtours fetch` first")
+    return ids
+
+
 def _analysis_tables(store: Store, video_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """frames and shots tables; an anonymized copy without its own analysis uses its original's
+    (same frames, same cuts: only faces were blurred)."""
     folder = store.analysis_dir(video_id)
+    derived_from = (store.sidecar(video_id) or {}).get("derived_from")
+    if derived_from and not (folder / "frames.parquet").is_file():
+        folder = store.analysis_dir(derived_from)
     paths = folder / "frames.parquet", folder / "shots.parquet"
     missing = [path.name for path in paths if not path.is_file()]
     if missing:

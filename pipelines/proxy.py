@@ -128,7 +128,7 @@ def _build(store: Store, video_id: str, directory: Path, settings: ProxySettings
 
     path = store.video_path(video_id)
     probe = probe_video(path)
-    rate = _exact_frame_rate(path)
+    rate = exact_frame_rate(path)
     width, height = proxy_size(probe.width, probe.height, settings.short_side)
     directory.mkdir(parents=True, exist_ok=True)
     shard_count = -(-probe.frame_count // settings.frames_per_shard)
@@ -369,7 +369,7 @@ class ProxyReader:
                            f"run `{self.rebuild_hint}` to detect and rebuild it")  # fmt: skip
 
 
-def _exact_frame_rate(path: Path) -> Fraction:
+def exact_frame_rate(path: Path) -> Fraction:
     """The stream's frame rate as an exact fraction (59.94 is 60000/1001; a rounded float drifts)."""
     import av
 

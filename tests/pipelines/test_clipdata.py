@@ -39,9 +39,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
              "luma": 0.5, "blank": False, "frozen": False}
         ).to_parquet(folder / "frames.parquet")  # fmt: skip
         starts = [0, *CUTS[video_id]]
-        pd.DataFrame({"shot": range(len(starts)), "start_frame": starts, "end_frame": [*starts[1:], n_frames]}).to_parquet(
-            folder / "shots.parquet"
-        )
+        shots = {"shot": range(len(starts)), "start_frame": starts, "end_frame": [*starts[1:], n_frames]}
+        pd.DataFrame(shots).to_parquet(folder / "shots.parquet")
         options = CurateOptions(ClipSpec(T, STRIDE, start_step=7), ProxySettings(short_side=96, frames_per_shard=64))
         curate_video(store, video_id, options, show_progress=False)
     return store.root

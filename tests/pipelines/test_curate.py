@@ -169,3 +169,17 @@ def _source(store: Store) -> dict:
     from wtours.pipelines.proxy import source_identity
 
     return source_identity(store, "num")
+
+
+def test_cli_curates_by_id_and_fails_per_video(numbered_store: Store) -> None:
+    from typer.testing import CliRunner
+
+    from wtours.cli import app
+
+    arguments = ["curate", "-d", str(numbered_store.root), "-T", "4", "-s", "10", "--proxy-short-side", "96",
+                 "--shard-frames", "70"]  # fmt: skip
+    done = CliRunner().invoke(app, [*arguments, "--only", "num"])
+    assert done.exit_code == 0, done.output
+    assert len(pd.read_parquet(numbered_store.clips_path("num"))) > 0
+    failed = CliRunner().invoke(app, [*arguments, "--only", "num,ghost"])
+    assert failed.exit_code == 1
