@@ -32,7 +32,10 @@ class SampleTruth:
 
     ``cut_frames`` holds the index of the first frame of each new shot ([] for one continuous take);
     ``lightness`` the mean CIE L* of every rendered RGB frame before encoding (see wtours.color);
-    ``boxes`` per frame the annotated objects visible in it, clipped to the frame.
+    ``boxes`` per frame the annotated objects visible in it, clipped to the frame: the objects of the
+    photos as the camera frames them (hand-annotated, see wtours.sample.photos) plus, in the walk, the
+    people and bus crossing the frame. A box counts when at least a quarter of it is in the frame;
+    occlusion (a walker passing in front of a photographed person) is not modelled.
     """
 
     kind: str
