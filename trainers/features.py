@@ -1,0 +1,233 @@
+"""Frozen-encoder features for evaluation: load a timm ViT from safetensors, take its [CLS] tokens
+(linear probe) or its last-layer patch tokens (label propagation), and cache dataset features on disk.
+
+The cache key is the weights' content hash + the dataset's file list + the transform, so a re-run with the
+same encoder on the same images reads the features back instead of recomputing them, and any change to
+one of the three computes them afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from wtours.errors import WtoursError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Prefixes that training checkpoints put before the encoder's own parameter names
+# (DDP's "module.", DINO's student/teacher wrapper "backbone.").
+_WRAPPER_PREFIXES = ("module.", "backbone.", "encoder.")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> the GPU when there is one, else the CPU; otherwise the device named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(key.startswith(prefix) for key in state):
+                state = {key[len(prefix) :]: value for key, value in state.items()}
+                changed = True
+    return state
+
+
+def load_encoder(arch: str | None, weights_path: Path, *, dynamic_img_size: bool = True) -> nn.Module:
+    """A timm ViT (no classifier) with the weights of ``weights_path`` (safetensors), in eval mode.
+
+    ``arch`` is a timm name such as ``vit_small_patch16_224``; None reads it from the file's metadata,
+    which `wtours.trainers.backbones.export_encoder` writes. Works offline: nothing is downloaded.
+    """
+    import timm
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    weights_path = Path(weights_path)
+    if not weights_path.is_file():
+        raise WtoursError(f"{weights_path}: no such weights file")
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WtoursError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    overrides: dict = {}
+    if arch is None:
+        if "timm_name" not in metadata:
+            raise WtoursError(f"{weights_path}: the file does not name its architecture; pass --arch")
+        arch = metadata["timm_name"]
+        overrides = json.loads(metadata.get("kwargs", "{}"))
+    try:
+        model = timm.create_model(
+            arch, pretrained=False, num_classes=0, dynamic_img_size=dynamic_img_size, **overrides
+        )
+    except RuntimeError as err:  # timm's "Unknown model" error
+        raise WtoursError(f"--arch {arch!r}: {err}") from None
+    result = model.load_state_dict(_strip_wrapper_prefixes(state), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WtoursError(
+            f"{weights_path}: weights do not fit {arch} "
+            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})"
+        )
+    return model.eval()
+
+
+def patch_size_of(model: nn.Module) -> int:
+    return int(model.patch_embed.patch_size[0])
+
+
+def file_digest(path: Path, *, length: int = 16) -> str:
+    """Leading hex digits of the SHA-256 of a file, read in chunks (weights may be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
+
+
+@torch.no_grad()
+def cls_features(
+    model: nn.Module, images: torch.Tensor, n_last_blocks: int = 4, avgpool_patches: bool = False
+) -> torch.Tensor:
+    """DINO's linear-probe features: the normed [CLS] token of each of the last ``n_last_blocks`` blocks,
+    concatenated (ViT-S: 4 blocks); ``avgpool_patches`` appends the mean of the last block's normed patch
+    tokens (DINO's choice for ViT-B with one block). Shape (batch, n_last_blocks * dim [+ dim])."""
+    outputs = model.forward_intermediates(
+        images, indices=n_last_blocks, return_prefix_tokens=True, norm=True, output_fmt="NLC", intermediates_only=True
+    )
+    parts = [prefix[:, 0] for _, prefix in outputs]
+    if avgpool_patches:
+        parts.append(outputs[-1][0].mean(dim=1))
+    return torch.cat(parts, dim=-1)
+
+
+@torch.no_grad()
+def patch_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The last block's normed patch tokens on the patch grid: (batch, rows, cols, dim)."""
+    (patches, _prefix), = model.forward_intermediates(
+        images, indices=1, return_prefix_tokens=True, norm=True, output_fmt="NLC", intermediates_only=True
+    )
+    patch = patch_size_of(model)
+    rows, cols = images.shape[-2] // patch, images.shape[-1] // patch
+    return patches.reshape(images.shape[0], rows, cols, -1)
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """The deterministic evaluation transform (DINO: Resize 256 + CenterCrop 224 + ImageNet normalisation)."""
+
+    resize: int = 256
+    crop: int = 224
+
+    def build(self):
+        from torchvision import transforms
+
+        return transforms.Compose(
+            [
+                transforms.Resize(self.resize, interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.CenterCrop(self.crop),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
+
+
+@dataclass
+class DatasetFeatures:
+    """Features of every image of an ImageFolder split, with integer labels and the class names."""
+
+    features: torch.Tensor  # (images, dim) float32
+    labels: torch.Tensor  # (images,) int64
+    classes: list[str]
+
+
+def _image_folder(root: Path, transform=None):
+    from torchvision.datasets import ImageFolder
+
+    if not Path(root).is_dir():
+        raise WtoursError(f"{root}: no such folder (expected an ImageFolder layout: <root>/<class>/<image>)")
+    try:
+        return ImageFolder(str(root), transform=transform)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise WtoursError(f"{root}: not an ImageFolder layout ({err})") from None
+
+
+def _dataset_digest(dataset) -> str:
+    """Hash of the class names and every file's relative path, size and modification time."""
+    digest = hashlib.sha256(json.dumps(dataset.classes).encode())
+    root = Path(dataset.root)
+    for path, label in dataset.samples:
+        stat = Path(path).stat()
+        digest.update(f"{Path(path).relative_to(root)}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def feature_cache_path(
+    cache_dir: Path, weights_path: Path, dataset, transform: EvalTransform, n_last_blocks: int, avgpool_patches: bool
+) -> Path:
+    """``<cache_dir>/<weights hash>-<dataset hash>-<transform hash>.safetensors``."""
+    recipe = json.dumps({**asdict(transform), "n_last_blocks": n_last_blocks, "avgpool": avgpool_patches})
+    transform_digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{file_digest(weights_path)}-{_dataset_digest(dataset)}-{transform_digest}.safetensors"
+
+
+def extract_dataset_features(
+    model: nn.Module,
+    root: Path,
+    *,
+    weights_path: Path,
+    cache_dir: Path | None,
+    transform: EvalTransform = EvalTransform(),
+    n_last_blocks: int = 4,
+    avgpool_patches: bool = False,
+    batch_size: int = 128,
+    num_workers: int = 2,
+    device: torch.device | str = "cpu",
+) -> DatasetFeatures:
+    """[CLS] features (see `cls_features`) of an ImageFolder split, read from the cache when present.
+
+    Images are decoded batch by batch, so memory holds one batch of pixels plus the feature matrix.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from wtours.progress import make_progress
+    from wtours.store import atomic_path
+
+    dataset = _image_folder(root, transform.build())
+    if len(dataset) == 0:
+        raise WtoursError(f"{root}: no images found")
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = feature_cache_path(cache_dir, weights_path, dataset, transform, n_last_blocks, avgpool_patches)
+        if cache_path.is_file():
+            cached = load_file(str(cache_path))
+            return DatasetFeatures(cached["features"], cached["labels"], list(dataset.classes))
+
+    device = torch.device(device)
+    model = model.to(device).eval()
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
+    )
+    chunks, labels = [], []
+    with make_progress() as progress:
+        task = progress.add_task(f"features {Path(root).name}", total=len(dataset))
+        for images, targets in loader:
+            chunks.append(cls_features(model, images.to(device), n_last_blocks, avgpool_patches).float().cpu())
+            labels.append(targets)
+            progress.advance(task, len(targets))
+    result = DatasetFeatures(torch.cat(chunks), torch.cat(labels).long(), list(dataset.classes))
+    if cache_path is not None:
+        with atomic_path(cache_path) as tmp:
+            save_file({"features": result.features.contiguous(), "labels": result.labels}, str(tmp))
+    return result
