@@ -49,13 +49,15 @@ class UltralyticsDetector:
             from ultralytics import YOLO
         except ImportError:
             raise WtoursError("the objects analysis needs ultralytics: pip install 'wtours[analysis]'") from None
+        if ("/" in weights or "\\" in weights) and not Path(weights).expanduser().is_file():
+            raise WtoursError(f"detector weights not found: {weights}")
         try:
             self.model = YOLO(weights)
         except Exception as err:  # ultralytics raises anything from ConnectionError to AttributeError
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise WtoursError(
-                f"cannot load detector {weights!r}: {reason} (offline? pass a local weights path with --detector)"
-            ) from None
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].strip("❌ ")
+            hint = " (no internet? download the weights elsewhere and pass their path)" if isinstance(
+                err, ConnectionError) else ""
+            raise WtoursError(f"cannot load detector {weights!r}: {reason}{hint}") from None
         self.confidence = confidence
         self.iou = iou
         self.image_size = image_size
