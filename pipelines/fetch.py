@@ -449,13 +449,14 @@ class _VideoFetcher:
         """yt-dlp into ``staging``; an existing ``.part`` file there is resumed (HTTP Range)."""
         import yt_dlp
 
+        already_on_disk = {str(part): part.stat().st_size for part in staging.glob("*.part")}
         params = {
             **self.ytdlp_params,
             "outtmpl": {"default": f"{self.video_id}.%(ext)s"},
             "paths": {"home": str(staging), "temp": str(staging)},
             "ffmpeg_location": self.ytdlp_params.get("ffmpeg_location") or str(ffmpeg_dir(self.store)),
             "logger": _YtdlpLogger(self.video_id),
-            "progress_hooks": [self._progress_hook()],
+            "progress_hooks": [self._progress_hook(already_on_disk)],
         }
         try:
             with yt_dlp.YoutubeDL(params) as ydl:
@@ -469,7 +470,9 @@ class _VideoFetcher:
             raise _SourceFailed(f"yt-dlp found no downloadable video at {url}", permanent=True)
         return Path(downloads[0]["filepath"]), info
 
-    def _progress_hook(self) -> Callable[[dict[str, Any]], None]:
+    def _progress_hook(self, already_on_disk: dict[str, int]) -> Callable[[dict[str, Any]], None]:
+        """Feed yt-dlp's progress into one bar per file, and count the bytes this run downloaded
+        (a resumed file starts from what an earlier run left in its .part file)."""
         tasks: dict[str, Any] = {}
         counted: dict[str, int] = {}
 
@@ -479,7 +482,7 @@ class _VideoFetcher:
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             if name not in tasks:
                 tasks[name] = self.progress.add_task(self.video_id, total=total, completed=done)
-                counted[name] = done  # bytes already on disk from an earlier run
+                counted[name] = already_on_disk.get(status.get("tmpfilename", ""), 0)
             self.bytes_downloaded += done - counted[name]
             counted[name] = done
             self.progress.update(tasks[name], completed=done, total=total or None)
@@ -690,6 +693,10 @@ def _print_results(results: list[FetchResult], store: Store) -> None:
             escape(result.source or "") if result.ok else f"[red]{escape(_shorten(result.error or '', 160))}[/]",
         )
     console.print(table)
+    counts = {status: sum(r.status == status for r in results) for status in ("fetched", "skipped", "failed")}
+    downloaded = sum(result.bytes_downloaded for result in results)
+    summary = ", ".join(f"{count} {status}" for status, count in counts.items())
+    _say(f"{summary}; {_size(downloaded) or '0 B'} downloaded by this run")
     # Each failure once more as a single unwrapped line, for logs and grep.
     for result in results:
         if not result.ok:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -150,12 +151,14 @@ def test_killed_download_resumes_from_its_part_file(cli, make_video, www, tmp_pa
         code, _, err = cli("fetch", "-m", manifest, "-d", data)
         assert code == 0, err
         second_run_bytes = server.bytes_sent("walk.mp4")
+        downloaded_mb = float(re.search(r"1 fetched, 0 skipped, 0 failed; ([\d.]+) MB downloaded by this run", err)[1])
         resumed = [r for r in server.requests if r.range and r.range.startswith("bytes=") and r.status == 206]
 
     assert sha256_of(data / "videos" / "walk.mp4") == sha256_of(noise)
     assert json.loads((data / "videos" / "walk.json").read_text())["sha256"] == sha256_of(noise)
     assert resumed and int(resumed[0].range.removeprefix("bytes=").split("-")[0]) >= part_size * 0.9
     assert second_run_bytes < total - part_size * 0.8, (second_run_bytes, total, part_size)
+    assert downloaded_mb == pytest.approx((total - part_size) / 1e6, abs=0.1)
     print(
         f"\nresume: file {total} B, {part_size} B on disk when killed, second run sent {second_run_bytes} B "
         f"({second_run_bytes / total:.0%} of the file; a fresh download would send 100%)"
