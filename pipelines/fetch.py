@@ -28,6 +28,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from wtours import __version__
 from wtours.errors import WtoursError
 from wtours.manifest import FigshareSource, FileSource, Manifest, VideoEntry
 from wtours.progress import console, make_progress
@@ -167,7 +168,8 @@ def format_preferences(max_height: int) -> dict[str, Any]:
     is none), more fps first, then H.264 over HEVC/VP9/AV1 at equal height and fps, merged with the best
     audio (AAC first) into mp4.
 
-    In format sorting, ``res:H`` prefers the largest resolution up to H; ``+vcodec:avc`` sorts codecs
+    In format sorting, ``res:H`` prefers the largest resolution up to H (yt-dlp measures the smaller side,
+    i.e. the height of a landscape video); ``+vcodec:avc`` sorts codecs
     ascending from h264 (h264 > h265 > vp9 > vp9.2 > av01), i.e. prefers the most widely decodable one.
     YouTube serves H.264 only up to 1080p, so 4K comes as VP9 or AV1.
     """
@@ -342,7 +344,7 @@ class _VideoFetcher:
         return True
 
     def _fetch_from_sources(self) -> FetchResult:
-        attempts = max(1, self.options.retries)
+        attempts = max(1, self.options.retries)  # the API may say 0; the first try is not a retry
         errors = []
         for source in self.entry.sources:
             label = f"{source.kind} {source.location}"
@@ -406,8 +408,6 @@ class _VideoFetcher:
         sha256: str | None = None,
     ) -> None:  # fmt: skip
         """Move the verified file into videos/ (one rename), then write its sidecar atomically."""
-        import wtours
-
         target = self.store.video_path(self.video_id)
         sha256 = sha256 or _digests(staged)["sha256"]
         size = staged.stat().st_size
@@ -423,7 +423,7 @@ class _VideoFetcher:
             "expected_duration": self.entry.duration,
             "verified": "every frame decoded" if self.options.full_verify else "every packet read, 3 frames decoded",
             "fetched_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "wtours_version": wtours.__version__,
+            "wtours_version": __version__,
             "ytdlp": {key: ytdlp_info.get(key) for key in _YTDLP_INFO_KEYS} if ytdlp_info else None,
         }
         atomic_write_json(self.store.sidecar_path(self.video_id), sidecar)

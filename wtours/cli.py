@@ -89,7 +89,7 @@ def fetch(
         "'--limit-rate 20M --concurrent-fragments 4'.",
     ),
     retries: int = typer.Option(
-        3, "--retries", min=0, help="Attempts per source (with exponential back-off) before the next source."
+        3, "--retries", min=1, help="Attempts per source (with exponential back-off) before the next source."
     ),
     retry_wait: float = typer.Option(
         2.0,
@@ -237,7 +237,7 @@ def analyze(
     window_seconds: float = typer.Option(
         300.0,
         "--window-seconds",
-        min=1.0,
+        min=0.1,
         help="Length of one work unit; shorter windows spread one long video over more workers.",
     ),
     workers: int = typer.Option(
