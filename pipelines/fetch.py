@@ -344,7 +344,7 @@ class _VideoFetcher:
         return True
 
     def _fetch_from_sources(self) -> FetchResult:
-        attempts = max(1, self.options.retries)  # the API may say 0; the first try is not a retry
+        attempts = max(1, self.options.retries)  # FetchOptions(retries=0) still tries each source once
         errors = []
         for source in self.entry.sources:
             label = f"{source.kind} {source.location}"
