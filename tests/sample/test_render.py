@@ -104,6 +104,14 @@ def test_walk_is_one_take_and_movie_cuts_exactly_where_its_truth_says(walk, movi
     assert set(np.flatnonzero(movie_diffs > 3 * within_shots)) == set(cuts)
 
 
+def test_no_frame_repeats_its_predecessor(walk, movie):
+    """Both samples keep moving, so a frozen-frame detector finds nothing (the encoder would otherwise
+    turn a still, noise-free stretch into repeated frames)."""
+    for path, truth in (walk, movie):
+        diffs = frame_differences(decode_rgb(path))
+        assert np.delete(diffs, [0, *truth.cut_frames]).min() > 0.3
+
+
 def test_pyscenedetect_content_detector_agrees_with_the_truth(walk, movie):
     scenedetect = pytest.importorskip("scenedetect")
     for path, truth in (walk, movie):

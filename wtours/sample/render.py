@@ -285,14 +285,24 @@ class _Shot:
 
 # Neighbouring shots differ in photo, framing and exposure, as cuts in an edited film do.
 _SHOTS = (
-    _Shot("bus", (0.5, 0.45), 1.0, (0.03, 0.0), 0.02, 0.0),
-    _Shot("zidane", (0.76, 0.35), 0.45, (-0.02, 0.0), 0.03, -0.7),
-    _Shot("grace_hopper", (0.5, 0.3), 0.75, (0.0, 0.02), 0.04, 0.6),
-    _Shot("bus", (0.2, 0.62), 0.45, (0.04, 0.0), 0.0, -2.0),
-    _Shot("zidane", (0.45, 0.5), 1.0, (0.0, 0.0), 0.05, 1.0),
-    _Shot("grace_hopper", (0.45, 0.8), 0.5, (-0.03, 0.0), 0.0, -1.5),
+    _Shot("bus", (0.5, 0.45), 0.9, (0.03, 0.0), 0.02, 0.0),
+    _Shot("zidane", (0.76, 0.35), 0.45, (-0.03, 0.0), 0.03, -0.7),
+    _Shot("grace_hopper", (0.5, 0.3), 0.75, (0.0, 0.03), 0.04, 0.6),
+    _Shot("bus", (0.2, 0.62), 0.45, (0.04, 0.0), 0.02, -2.0),
+    _Shot("zidane", (0.45, 0.5), 0.9, (0.02, 0.0), 0.05, 1.0),
+    _Shot("grace_hopper", (0.45, 0.8), 0.5, (-0.03, 0.0), 0.03, -1.5),
     _Shot("bus", (0.7, 0.25), 0.55, (0.02, 0.01), 0.02, 0.4),
 )
+
+
+def _fit_path(center: float, travel: float, half_view: float, limit: float) -> tuple[float, float]:
+    """Start and travel of a camera move along one axis, shifted (and shortened if need be) so that the
+    view stays inside [0, limit] all along: a view pressed against the photo's edge would stand still."""
+    low, high = half_view, limit - half_view
+    if high <= low:
+        return limit / 2, 0.0
+    travel = min(max(travel, low - high), high - low)
+    return min(max(center, low - min(travel, 0.0)), high - max(travel, 0.0)), travel
 
 
 def default_cut_frames(n_frames: int, fps: float, rng: np.random.Generator) -> list[int]:
@@ -337,15 +347,25 @@ def render_movie_like(
             shot = shots[(first_shot + shot_number) % len(shots)]
             photo = load_photo(shot.photo)
             objects = _photo_objects(shot.photo)
-            largest_h = min(photo.height, photo.width * height / width)
             lut = _exposure_lut(np.full(3, 2.0**shot.stops))
+            # Every shot moves (drift and zoom): a still shot would encode as repeated, "frozen" frames.
+            first_h = min(photo.height, photo.width * height / width) * shot.size
+            first_w = first_h * width / height
+            seconds_in_shot = (end - start) / fps
+            start_x, travel_x = _fit_path(
+                shot.center[0] * photo.width, shot.drift[0] * first_w * seconds_in_shot, first_w / 2, photo.width
+            )
+            start_y, travel_y = _fit_path(
+                shot.center[1] * photo.height, shot.drift[1] * first_w * seconds_in_shot, first_h / 2, photo.height
+            )
             for index in range(start, end):
                 t = (index - start) / fps
-                view_h = largest_h * shot.size / (1 + shot.zoom_per_second * t)
+                view_h = first_h / (1 + shot.zoom_per_second * t)
                 view_w = view_h * width / height
-                center_x = shot.center[0] * photo.width + shot.drift[0] * view_w * t
-                center_y = shot.center[1] * photo.height + shot.drift[1] * view_w * t
-                view = _view_box(center_x, center_y, view_w, view_h, photo.width, photo.height)
+                along = t / seconds_in_shot
+                view = _view_box(
+                    start_x + travel_x * along, start_y + travel_y * along, view_w, view_h, photo.width, photo.height
+                )
                 frame = _add_noise(_apply_lut(_render_view(photo, view, width, height), lut), rng)
                 truth.lightness.append(round(mean_lightness(frame), 4))
                 truth.boxes.append(_project(objects, view, width, height))
