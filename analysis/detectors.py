@@ -151,5 +151,6 @@ class DarknetDetector:
 def load_detector(weights: str, confidence: float, image_size: int, device: str | None = None) -> Detector:
     """The detector for ``weights`` (cached: a worker process loads it once for all its windows)."""
     if weights.endswith(".cfg"):
-        return DarknetDetector(weights, confidence=confidence)
+        # Darknet networks take a square input whose side is a multiple of 32.
+        return DarknetDetector(weights, confidence=confidence, image_size=max(32, round(image_size / 32) * 32))
     return UltralyticsDetector(weights, confidence=confidence, image_size=image_size, device=device)

@@ -221,8 +221,9 @@ def _feed(task: WindowTask, analyzers: list[Analyzer]) -> None:
         last_seen = frame.index
     if not task.open_ended:
         # The last frame some analyzer was due to see; the decoder stopping earlier means a short file.
-        needed = max(_last_due(a.frame_size, task.start, task.end) for a in analyzers)
-        if needed is not None and last_seen < needed:
+        due = [_last_due(a.frame_size, task.start, task.end) for a in analyzers]
+        needed = max((index for index in due if index is not None), default=-1)
+        if last_seen < needed:
             shown = f"frame {last_seen}" if last_seen >= 0 else f"before frame {first}"
             raise WtoursError(
                 f"{task.video_id}: video ends at {shown} but its header lists {task.stream.frame_count} frames "
