@@ -74,7 +74,11 @@ def load_encoder(arch: str | None, weights_path: Path, *, dynamic_img_size: bool
         )
     except RuntimeError as err:  # timm's "Unknown model" error
         raise WtoursError(f"--arch {arch!r}: {err}") from None
-    result = model.load_state_dict(_strip_wrapper_prefixes(state), strict=False)
+    try:
+        result = model.load_state_dict(_strip_wrapper_prefixes(state), strict=False)
+    except RuntimeError as err:  # shapes differ: another width, depth or patch size
+        first_problem = str(err).split("\n\t")[1] if "\n\t" in str(err) else str(err)
+        raise WtoursError(f"{weights_path}: weights do not fit {arch} ({first_problem.strip()})") from None
     if result.missing_keys or result.unexpected_keys:
         raise WtoursError(
             f"{weights_path}: weights do not fit {arch} "
