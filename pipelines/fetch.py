@@ -270,7 +270,7 @@ def ffmpeg_dir(store: Store) -> Path:
     import imageio_ffmpeg
 
     binary = Path(imageio_ffmpeg.get_ffmpeg_exe())
-    folder = store.root / ".cache" / "bin"
+    folder = store.root.resolve() / ".cache" / "bin"
     link = folder / ("ffmpeg.exe" if os.name == "nt" else "ffmpeg")
     with contextlib.suppress(OSError):
         if link.is_symlink() and Path(os.readlink(link)) == binary:
@@ -449,6 +449,7 @@ class _VideoFetcher:
         """yt-dlp into ``staging``; an existing ``.part`` file there is resumed (HTTP Range)."""
         import yt_dlp
 
+        staging = staging.resolve()  # yt-dlp joins a relative temp path onto a relative home path
         already_on_disk = {str(part): part.stat().st_size for part in staging.glob("*.part")}
         params = {
             **self.ytdlp_params,
@@ -482,7 +483,7 @@ class _VideoFetcher:
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
             if name not in tasks:
                 tasks[name] = self.progress.add_task(self.video_id, total=total, completed=done)
-                counted[name] = already_on_disk.get(status.get("tmpfilename", ""), 0)
+                counted[name] = already_on_disk.get(status.get("tmpfilename") or name, 0)
             self.bytes_downloaded += done - counted[name]
             counted[name] = done
             self.progress.update(tasks[name], completed=done, total=total or None)

@@ -116,11 +116,12 @@ def test_direct_link_and_video_page_are_fetched_verified_and_skipped_on_rerun(cl
     assert out.count("verified") >= 2 and "2 verified" in out
 
 
-def test_killed_download_resumes_from_its_part_file(cli, make_video, www, tmp_path):
+def test_killed_download_resumes_from_its_part_file(cli, make_video, www, tmp_path, monkeypatch):
     noise = make_video("noise.mp4", noise=True, width=320, height=240, frames=60)  # incompressible: ~8 MB
     total = noise.stat().st_size
     (www / "walk.mp4").write_bytes(noise.read_bytes())
-    data = tmp_path / "data"
+    monkeypatch.chdir(tmp_path)  # the default data dir is relative: test that case
+    data = Path("data")
     with LoopbackServer(www, throttle_bytes_per_s=total / 6) as server:
         manifest = write_manifest(tmp_path / "manifest.yaml", [{"id": "walk", "sources": [server.url("walk.mp4")]}])
         process = subprocess.Popen(
@@ -134,7 +135,7 @@ def test_killed_download_resumes_from_its_part_file(cli, make_video, www, tmp_pa
         deadline = time.monotonic() + 60
         part_size = 0
         while time.monotonic() < deadline and process.poll() is None:
-            parts = list(staging.rglob("*.part")) if staging.is_dir() else []
+            parts = list(staging.glob("*/walk.mp4.part")) if staging.is_dir() else []
             part_size = parts[0].stat().st_size if parts else 0
             if part_size > total * 0.4:
                 break
