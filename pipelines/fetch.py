@@ -740,4 +740,3 @@ def _resolution(sidecar: dict[str, Any]) -> str:
     if not sidecar.get("width"):
         return ""
     return f"{sidecar['width']}x{sidecar['height']} {sidecar.get('fps', 0):g}fps {sidecar.get('codec', '')}"
-

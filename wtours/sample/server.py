@@ -246,4 +246,3 @@ def write_video_page(
         encoding="utf-8",
     )
     return page
-
