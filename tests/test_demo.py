@@ -1,4 +1,5 @@
-"""`wtours demo` end to end: render, serve on loopback, fetch through the real yt-dlp, report; then again."""
+"""`wtours demo` end to end: render, serve on loopback, fetch through the real yt-dlp, analyze, curate,
+report; then again, which must redo nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pandas as pd
+import pytest
 
 from wtours.sample import SampleTruth
 
@@ -27,7 +31,8 @@ def run_demo_command(workdir: Path) -> tuple[subprocess.CompletedProcess, float]
     return completed, time.monotonic() - began
 
 
-def test_demo_fetches_the_sample_through_ytdlp_and_a_rerun_fetches_nothing(tmp_path):
+@pytest.mark.slow
+def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path):
     workdir = tmp_path / "demo"
     first, first_seconds = run_demo_command(workdir)
     videos = workdir / "data" / "videos"
@@ -47,10 +52,21 @@ def test_demo_fetches_the_sample_through_ytdlp_and_a_rerun_fetches_nothing(tmp_p
     truth = SampleTruth.load(workdir / "source" / "walk.truth.json")
     assert json.loads((videos / "sample_walk.json").read_text())["frame_count"] == truth.n_frames == 60
 
-    stamps = {path: path.stat().st_mtime_ns for path in [*videos.iterdir(), *(workdir / "source").glob("*.mp4")]}
+    # Analysis finds the movie's cuts where the truth has them, and none in the walk.
+    data = workdir / "data"
+    for video_id, name in (("sample_walk", "walk"), ("sample_movie", "movie")):
+        shots = pd.read_parquet(data / "analysis" / video_id / "shots.parquet")
+        cut_frames = SampleTruth.load(workdir / "source" / f"{name}.truth.json").cut_frames
+        assert shots["start_frame"].tolist()[1:] == cut_frames
+        assert len(pd.read_parquet(data / "clips" / f"{video_id}.parquet")) > 0
+    assert (data / "figures" / "figure2.png").is_file()
+    assert first.stdout.count("as in the truth") == 2
+
+    kept = [*videos.iterdir(), *(workdir / "source").glob("*.mp4"), *(data / "figures").iterdir()]
+    stamps = {path: path.stat().st_mtime_ns for path in kept}
     second, second_seconds = run_demo_command(workdir)
     for video_id in VIDEO_IDS:
         assert f"{video_id} (skipped)" in second.stdout
     assert "(fetched)" not in second.stdout
-    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing rendered or fetched again
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing rendered, fetched or drawn again
     assert second_seconds < first_seconds

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from wtours.errors import WtoursError
 from wtours.progress import console
+from wtours.sample.sample_set import MOVIE_ID, SAMPLE_NAMES, WALK_ID
 
 SAMPLE_WIDTH = 640
 SAMPLE_FPS = 30
@@ -58,7 +59,7 @@ def render_sample(run: DemoRun) -> None:
 
     expected = (SAMPLE_WIDTH, frame_height(SAMPLE_WIDTH), round(run.seconds * SAMPLE_FPS))
     current = True
-    for name in ("walk", "movie"):
+    for name in SAMPLE_NAMES.values():
         truth_path = run.source_dir / f"{name}.truth.json"
         if not (run.source_dir / f"{name}.mp4").is_file() or not truth_path.is_file():
             current = False
@@ -75,13 +76,15 @@ def fetch_from_loopback(run: DemoRun) -> None:
     """Serve source/ on 127.0.0.1 and fetch both videos through yt-dlp into data/videos/."""
     from wtours.manifest import load_manifest
     from wtours.pipelines.fetch import FetchOptions, fetch_videos
-    from wtours.sample.sample_set import MOVIE_ID, WALK_ID, sample_manifest
+    from wtours.sample.sample_set import sample_manifest
     from wtours.sample.server import LoopbackServer, write_video_page
     from wtours.store import Store, atomic_write_text
 
-    write_video_page(run.source_dir, "movie.mp4", page_name="movie.html", title="A movie-like sample")
+    write_video_page(
+        run.source_dir, f"{SAMPLE_NAMES[MOVIE_ID]}.mp4", page_name="movie.html", title="A movie-like sample"
+    )
     with LoopbackServer(run.source_dir) as server:
-        sources = {WALK_ID: server.url("walk.mp4"), MOVIE_ID: server.url("movie.html")}
+        sources = {WALK_ID: server.url(f"{SAMPLE_NAMES[WALK_ID]}.mp4"), MOVIE_ID: server.url("movie.html")}
         header = f"# Written by `wtours demo`: the URLs were served by its loopback server on port {server.port}.\n"
         atomic_write_text(run.manifest_path, header + sample_manifest(sources, run.seconds))
         manifest = load_manifest(run.manifest_path)
@@ -91,19 +94,79 @@ def fetch_from_loopback(run: DemoRun) -> None:
     if failed:
         raise WtoursError("demo: fetching the sample from the loopback server failed: " + "; ".join(failed))
     run.outputs.append(("manifest (loopback URLs)", str(run.manifest_path)))
-    rendered = {WALK_ID: run.source_dir / "walk.mp4", MOVIE_ID: run.source_dir / "movie.mp4"}
     for result in results:
         sidecar = store.sidecar(result.video_id) or {}
         # yt-dlp should hand over the served bytes untouched; say so, since the truth depends on it.
-        same = sidecar.get("sha256") == _sha256(rendered[result.video_id])
+        same = sidecar.get("sha256") == _sha256(run.source_dir / f"{SAMPLE_NAMES[result.video_id]}.mp4")
         note = "identical to the rendered file" if same else "differs from the rendered file (remuxed?)"
         where = f"{result.path} + {store.sidecar_path(result.video_id).name} ({note})"
         run.outputs.append((f"{result.video_id} ({result.status})", where))
     run.next_commands.append(f"wtours status --manifest {run.manifest_path} --data-dir {run.data_dir}")
 
 
-# The demo, in order. Later stages (analysis, curation, pretraining, comparison) are appended as they land.
-STAGES: list[Callable[[DemoRun], None]] = [render_sample, fetch_from_loopback]
+def analyze_sample(run: DemoRun) -> None:
+    """Measure both videos (lightness, shots, blank and frozen frames) in one decode pass each, check the
+    measurements against the sample's ground truth, and draw the paper's Figure 2 and Table 1."""
+    import numpy as np
+    import pandas as pd
+
+    from wtours.analysis.figure import draw_figure2, write_table1
+    from wtours.analysis.run import analyze_videos, print_results, videos_from_manifest
+    from wtours.analysis.settings import AnalysisSettings
+    from wtours.manifest import load_manifest
+    from wtours.sample import SampleTruth
+    from wtours.store import Store
+
+    store = Store.at(run.data_dir)
+    manifest = load_manifest(run.manifest_path)
+    # No detector: offline there are no trained weights (ultralytics would download yolo11n.pt).
+    settings = AnalysisSettings(detector=None)
+    results = analyze_videos(videos_from_manifest(manifest, None, None, store), store, settings)
+    print_results(results)
+    failed = [result.error for result in results if not result.ok]
+    if failed:
+        raise WtoursError("demo: analysis failed: " + "; ".join(map(str, failed)))
+    for result in results:
+        truth = SampleTruth.load(run.source_dir / f"{SAMPLE_NAMES[result.video.id]}.truth.json")
+        cuts = pd.read_parquet(result.analysis_dir / "shots.parquet")["start_frame"].tolist()[1:]
+        lightness = pd.read_parquet(result.analysis_dir / "frames.parquet")["lightness"].to_numpy()
+        error = float(np.abs(lightness - np.asarray(truth.lightness)).max())
+        verdict = "as in the truth" if cuts == truth.cut_frames else f"truth: {truth.cut_frames}"
+        run.outputs.append(
+            (f"{result.video.id} analysis", f"{result.analysis_dir} (cuts {cuts}, {verdict}; L* within {error:.1f})")
+        )
+    figures = run.data_dir / "figures"
+    newest_summary = max((result.analysis_dir / "summary.json").stat().st_mtime for result in results)
+    drawn = [figures / name for name in ("figure2.png", "figure2.pdf", "table1.csv", "table1.md", "table1.tex")]
+    if not all(path.is_file() and path.stat().st_mtime >= newest_summary for path in drawn):
+        drawn = [*draw_figure2(results, figures), *write_table1(results, figures)]
+    run.outputs.append(("Figure 2 and Table 1", ", ".join(str(path) for path in drawn)))
+    run.next_commands.append(
+        f"wtours analyze --manifest {run.manifest_path} --data-dir {run.data_dir} --detector yolo11n.pt "
+        "--detector-fps 5 --figure 2   # objects too (downloads the weights once)"
+    )
+
+
+def curate_sample(run: DemoRun) -> None:
+    """Cut each video into clips that cross no cut (and no blank or frozen frame), with a training proxy."""
+    from wtours.pipelines.clip_index import ClipSpec
+    from wtours.pipelines.curate import CurateOptions, curate_videos
+    from wtours.pipelines.proxy import ProxySettings
+    from wtours.store import Store
+
+    store = Store.at(run.data_dir)
+    # Clips of 8 frames at stride 4 span about a second: many fit in the walk, few between the movie's cuts.
+    options = CurateOptions(clips=ClipSpec(frames_per_clip=8, stride=4), proxy=ProxySettings(short_side=180))
+    results = curate_videos(store, list(SAMPLE_NAMES), options)
+    failed = [f"{result.video_id}: {result.error}" for result in results if not result.ok]
+    if failed:
+        raise WtoursError("demo: curation failed: " + "; ".join(failed))
+    for result in results:
+        run.outputs.append((f"{result.video_id} clips", f"{store.clips_path(result.video_id)} ({result.clips} clips)"))
+
+
+# The demo, in order. Later stages (pretraining, comparison) are appended as they land.
+STAGES: list[Callable[[DemoRun], None]] = [render_sample, fetch_from_loopback, analyze_sample, curate_sample]
 
 
 def run_demo(workdir: str | Path = "demo", *, seconds: float = 8.0) -> DemoRun:

@@ -12,6 +12,8 @@ from wtours.store import atomic_write_text
 
 WALK_ID, MOVIE_ID = "sample_walk", "sample_movie"
 WALK_GROUP, MOVIE_GROUP = "walking_tours_sample", "movie_sample"
+# Each sample video's manifest id -> its file name stem in the sample folder (<stem>.mp4, <stem>.truth.json).
+SAMPLE_NAMES = {WALK_ID: "walk", MOVIE_ID: "movie"}
 
 _MANIFEST_HEADER = """\
 # The embedded sample, rendered by `wtours sample` from photos that installed packages ship.
@@ -59,11 +61,14 @@ def write_sample_set(
     width -= width % 2
     size = {"width": width, "height": frame_height(width), "fps": fps, "seconds": seconds, "seed": seed}
     written = []
-    for name, render in (("walk", render_walking_tour), ("movie", render_movie_like)):
+    for video_id, render in ((WALK_ID, render_walking_tour), (MOVIE_ID, render_movie_like)):
+        name = SAMPLE_NAMES[video_id]
         video, truth_path = out_dir / f"{name}.mp4", out_dir / f"{name}.truth.json"
         render(video, **size).save(truth_path)
         written += [video, truth_path]
     manifest = out_dir / "manifest.yaml"
-    atomic_write_text(manifest, sample_manifest({WALK_ID: "walk.mp4", MOVIE_ID: "movie.mp4"}, seconds))
+    atomic_write_text(
+        manifest, sample_manifest({video_id: f"{name}.mp4" for video_id, name in SAMPLE_NAMES.items()}, seconds)
+    )
     written.append(manifest)
     return written
