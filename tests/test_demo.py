@@ -70,3 +70,22 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
     assert "(fetched)" not in second.stdout
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing rendered, fetched or drawn again
     assert second_seconds < first_seconds
+
+
+def test_stages_without_their_optional_dependencies_say_so_and_step_aside(tmp_path, monkeypatch):
+    import importlib.util
+
+    from wtours import demo
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "scenedetect" else real_find_spec(name, *args)
+    )
+    run = demo.DemoRun(tmp_path, seconds=2.0)
+    demo.analyze_sample(run)
+    demo.curate_sample(run)
+    assert run.outputs == [
+        ("analysis", "skipped: scenedetect missing (pip install 'wtours[analysis]')"),
+        ("clips", "skipped: curation needs the analysis"),
+    ]
+    assert not (tmp_path / "data").exists()

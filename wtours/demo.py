@@ -104,9 +104,21 @@ def fetch_from_loopback(run: DemoRun) -> None:
     run.next_commands.append(f"wtours status --manifest {run.manifest_path} --data-dir {run.data_dir}")
 
 
+def _extra_missing(run: DemoRun, stage: str, extra: str, modules: tuple[str, ...]) -> bool:
+    """True (and a note in the summary) when an optional dependency of ``stage`` is not installed."""
+    import importlib.util
+
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        run.outputs.append((stage, f"skipped: {', '.join(missing)} missing (pip install 'wtours[{extra}]')"))
+    return bool(missing)
+
+
 def analyze_sample(run: DemoRun) -> None:
     """Measure both videos (lightness, shots, blank and frozen frames) in one decode pass each, check the
     measurements against the sample's ground truth, and draw the paper's Figure 2 and Table 1."""
+    if _extra_missing(run, "analysis", "analysis", ("scenedetect", "cv2")):
+        return
     import numpy as np
     import pandas as pd
 
@@ -149,6 +161,9 @@ def analyze_sample(run: DemoRun) -> None:
 
 def curate_sample(run: DemoRun) -> None:
     """Cut each video into clips that cross no cut (and no blank or frozen frame), with a training proxy."""
+    if not all((run.data_dir / "analysis" / video_id / "summary.json").is_file() for video_id in SAMPLE_NAMES):
+        run.outputs.append(("clips", "skipped: curation needs the analysis"))
+        return
     from wtours.pipelines.clip_index import ClipSpec
     from wtours.pipelines.curate import CurateOptions, curate_videos
     from wtours.pipelines.proxy import ProxySettings
