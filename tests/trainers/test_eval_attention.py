@@ -1,0 +1,101 @@
+"""Attention-map grids: the mass threshold on known vectors, and a grid drawn from a tiny random ViT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from wtours.trainers.eval_attention import (
+    DIMMED_BRIGHTNESS,
+    attention_mass_mask,
+    cls_attention_maps,
+    load_square_image,
+    render_attention_grid,
+    write_attention_grid,
+)
+from wtours.trainers.features import load_encoder
+
+from wtours.errors import WtoursError
+
+TINY_VIT = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
+
+
+def test_mass_mask_keeps_the_fewest_patches_reaching_the_mass():
+    attention = torch.tensor([0.1, 0.5, 0.1, 0.3])
+    assert attention_mass_mask(attention, 0.6).tolist() == [False, True, False, True]  # 0.5 alone is short
+    assert attention_mass_mask(attention, 0.5).tolist() == [False, True, False, False]
+    assert attention_mass_mask(attention, 1.0).all()
+    with pytest.raises(WtoursError):
+        attention_mass_mask(attention, 0.0)
+
+
+def test_mass_mask_keeps_the_stated_mass_per_head():
+    attention = torch.rand(3, 4, 49, generator=torch.Generator().manual_seed(0)).softmax(dim=-1)
+    keep = attention_mass_mask(attention, 0.6)
+    share = attention / attention.sum(dim=-1, keepdim=True)
+    kept_mass = (share * keep).sum(dim=-1)
+    smallest_kept = torch.where(keep, share, torch.inf).amin(dim=-1)
+    assert (kept_mass >= 0.6 - 1e-6).all()
+    assert (kept_mass - smallest_kept < 0.6).all()  # none of the kept patches could be spared
+
+
+def write_tiny_vit(path: Path) -> Path:
+    import timm
+    from safetensors.torch import save_file
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **TINY_VIT)
+    metadata = {"timm_name": "vit_tiny_patch16_224", "kwargs": json.dumps(TINY_VIT)}
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(path), metadata)
+    return path
+
+
+def write_images(folder: Path) -> list[Path]:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    paths = []
+    for index, (height, width) in enumerate([(40, 60), (50, 30)]):  # sizes differ: both become 32x32
+        path = folder / f"{index}.jpg"
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_attention_grid_png_and_pdf_have_one_tile_per_image_and_head(tmp_path):
+    weights = write_tiny_vit(tmp_path / "vit.safetensors")
+    images = write_images(tmp_path / "images")
+    png, pdf = write_attention_grid(weights, images, tmp_path / "grid.png", image_size=32, device="cpu")
+    with Image.open(png) as grid:
+        assert grid.size == ((2 + 1) * 32, 2 * 32)  # columns: image + 2 heads; rows: 2 images
+    assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_thresholded_grid_keeps_the_image_exactly_on_the_kept_mass(tmp_path):
+    weights = write_tiny_vit(tmp_path / "vit.safetensors")
+    model = load_encoder(None, weights)
+    tensor, pixels = load_square_image(write_images(tmp_path / "images")[0], 32)
+    maps = cls_attention_maps(model, tensor[None])
+    assert maps.shape == (1, 2, 4, 4)
+    assert torch.all(maps.flatten(2).sum(dim=-1) <= 1.0 + 1e-5)  # a share of the softmax over all tokens
+
+    grid = render_attention_grid(pixels[None], maps, patch_size=8, mass=0.6)
+    keep = attention_mass_mask(maps.flatten(2), 0.6).reshape(maps.shape)
+    for head in range(2):
+        tile = grid[:, (head + 1) * 32 : (head + 2) * 32]
+        kept = np.kron(keep[0, head].numpy(), np.ones((8, 8))).astype(bool)
+        assert np.array_equal(tile[kept], pixels[kept])
+        assert np.array_equal(tile[~kept], (pixels[~kept] * DIMMED_BRIGHTNESS).astype(np.uint8))
+        assert 0 < kept.sum() < kept.size
+    assert np.array_equal(grid[:, :32], pixels)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    weights = write_tiny_vit(tmp_path / "vit.safetensors")
+    with pytest.raises(WtoursError, match="not a readable image"):
+        write_attention_grid(weights, [tmp_path / "missing.jpg"], tmp_path / "grid.png", image_size=32)
+    with pytest.raises(WtoursError, match="multiple of the patch size"):
+        write_attention_grid(weights, write_images(tmp_path / "images"), tmp_path / "grid.png", image_size=30)
+    assert not (tmp_path / "grid.png").exists()

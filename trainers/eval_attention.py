@@ -1,0 +1,130 @@
+"""Attention maps as DINO shows them: the last block's [CLS] -> patch attention of every head, upsampled
+(nearest) to the image, one row per image and one column per head, optionally thresholded to the fewest
+patches that hold a given share of the attention mass (DINO's figures keep 60%).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wtours.errors import WtoursError
+
+# Outside the kept patches a thresholded tile shows the image at this brightness.
+DIMMED_BRIGHTNESS = 0.25
+
+
+def attention_mass_mask(attention: torch.Tensor, mass: float = 0.6) -> torch.Tensor:
+    """True for the fewest highest-attention patches whose attention adds up to at least ``mass`` of
+    the total, along the last dimension (so (heads, patches) gives one set per head)."""
+    if not 0.0 < mass <= 1.0:
+        raise WtoursError(f"attention mass must be in (0, 1], got {mass}")
+    ranked, order = attention.sort(dim=-1, descending=True)
+    share = ranked / ranked.sum(dim=-1, keepdim=True)
+    mass_before = share.cumsum(dim=-1) - share  # mass of the strictly higher-ranked patches
+    keep_ranked = mass_before < mass
+    return torch.zeros_like(keep_ranked).scatter(-1, order, keep_ranked)
+
+
+def cls_attention_maps(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, rows, cols) [CLS] -> patch attention of the last block of a timm ViT."""
+    from wtours.trainers.attention import last_block_attention
+
+    with torch.no_grad():
+        result = last_block_attention(model, images)
+    rows, cols = result.patch_grid
+    return result.cls_to_patches.reshape(*result.cls_to_patches.shape[:2], rows, cols)
+
+
+def colorize(values: np.ndarray, colormap: str = "viridis") -> np.ndarray:
+    """A 2-D map rescaled to [0, 1] and coloured: (h, w) -> (h, w, 3) uint8."""
+    from matplotlib import colormaps
+
+    low, high = float(values.min()), float(values.max())
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    return (colormaps[colormap](scaled)[..., :3] * 255).round().astype(np.uint8)
+
+
+def render_attention_grid(
+    images: np.ndarray, maps: torch.Tensor, patch_size: int, mass: float | None = None
+) -> np.ndarray:
+    """Compose the grid: images (batch, H, W, 3) uint8 and maps (batch, heads, H/p, W/p) -> one uint8 RGB
+    array (batch*H, (heads+1)*W, 3): each row the image, then one tile per head. Without ``mass`` a tile is
+    the coloured attention map; with it, the image with the patches outside the kept mass dimmed."""
+    batch, heads = maps.shape[:2]
+    height, width = images.shape[1:3]
+    grid = np.zeros((batch * height, (heads + 1) * width, 3), dtype=np.uint8)
+    keep = attention_mass_mask(maps.flatten(2), mass).reshape(maps.shape) if mass is not None else None
+    block = np.ones((patch_size, patch_size))
+    for row in range(batch):
+        top = row * height
+        grid[top : top + height, :width] = images[row]
+        for head in range(heads):
+            left = (head + 1) * width
+            if keep is None:
+                tile = colorize(np.kron(maps[row, head].float().cpu().numpy(), block))
+            else:
+                kept = np.kron(keep[row, head].cpu().numpy(), block).astype(bool)[..., None]
+                tile = np.where(kept, images[row], (images[row] * DIMMED_BRIGHTNESS).astype(np.uint8))
+            grid[top : top + height, left : left + width] = tile
+    return grid
+
+
+def load_square_image(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """An image resized to size x size: the normalised (3, size, size) tensor and the uint8 RGB pixels."""
+    from PIL import Image, UnidentifiedImageError
+    from wtours.trainers.features import IMAGENET_MEAN, IMAGENET_STD
+
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+        raise WtoursError(f"{path}: not a readable image ({err.__class__.__name__})") from None
+    tensor = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
+    tensor = (tensor - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return tensor, pixels
+
+
+def write_attention_grid(
+    weights: Path,
+    image_paths: Sequence[Path],
+    out: Path,
+    *,
+    arch: str | None = None,
+    image_size: int = 480,
+    mass: float | None = None,
+    device: str = "auto",
+) -> list[Path]:
+    """Load the encoder, draw the attention grid of ``image_paths`` and write it as ``out`` with the
+    suffixes ``.png`` and ``.pdf``, atomically. Returns the two paths."""
+    from PIL import Image
+    from wtours.trainers.features import load_encoder, patch_size_of, pick_device
+
+    from wtours.store import atomic_write_bytes
+
+    if not image_paths:
+        raise WtoursError("give at least one image")
+    model = load_encoder(arch, weights)
+    patch_size = patch_size_of(model)
+    if image_size % patch_size:
+        raise WtoursError(f"--image-size {image_size} must be a multiple of the patch size {patch_size}")
+    torch_device = pick_device(device)
+    model = model.to(torch_device)
+    pixels, maps = [], []
+    for path in image_paths:  # one image at a time: a 480 px ViT-B forward fits anywhere
+        tensor, rgb = load_square_image(Path(path), image_size)
+        maps.append(cls_attention_maps(model, tensor[None].to(torch_device)).cpu())
+        pixels.append(rgb)
+    grid = Image.fromarray(render_attention_grid(np.stack(pixels), torch.cat(maps), patch_size, mass))
+    written = []
+    out = Path(out)
+    for path, image_format in ((out.with_suffix(".png"), "PNG"), (out.with_suffix(".pdf"), "PDF")):
+        buffer = io.BytesIO()
+        grid.save(buffer, format=image_format)
+        atomic_write_bytes(path, buffer.getvalue())
+        written.append(path)
+    return written
