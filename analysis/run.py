@@ -332,7 +332,7 @@ def print_results(results: Sequence[VideoResult]) -> None:
     for result in results:
         summary = result.summary
         if summary is None:
-            table.add_row(result.video.id, f"[red]error: {result.error}", *[""] * 6)
+            table.add_row(result.video.id, "[red]failed", *[""] * 6)
             continue
         objects = summary["objects"] or {}
         table.add_row(
@@ -346,6 +346,9 @@ def print_results(results: Sequence[VideoResult]) -> None:
             f"{result.windows_computed} new, {result.windows_cached} cached",
         )
     console.print(table)
+    for result in results:
+        if not result.ok:
+            console.print(f"[bold red]error:[/] {result.error}", highlight=False, soft_wrap=True)
 
 
 def _fmt(value: float | None) -> str:

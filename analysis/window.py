@@ -68,7 +68,7 @@ def plan_windows(
 ) -> list[WindowTask]:
     """Split a video into windows of ``settings.window_seconds`` on a fixed grid (frame 0, W, 2W, ...).
 
-    The grid does not depend on ``--duration``, so a longer run later reuses every finished window.
+    The grid does not depend on ``--duration``: a longer run later reuses every full window already done.
     """
     fps = stream.fps
     window = max(1, round(settings.window_seconds * fps))
