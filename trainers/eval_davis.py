@@ -136,9 +136,8 @@ def soft_labels_to_mask(soft_labels: torch.Tensor, patch_size: int, output_size:
     """
     from PIL import Image
 
-    upsampled = F.interpolate(
-        soft_labels[None].float(), scale_factor=patch_size, mode="bilinear", align_corners=False
-    )[0]
+    batch = soft_labels[None].float()
+    upsampled = F.interpolate(batch, scale_factor=patch_size, mode="bilinear", align_corners=False)[0]
     low = upsampled.amin(dim=(1, 2), keepdim=True)
     high = upsampled.amax(dim=(1, 2), keepdim=True)
     rescaled = torch.where(high > 0, (upsampled - low) / (high - low).clamp_min(1e-12), upsampled)

@@ -69,9 +69,7 @@ def load_encoder(arch: str | None, weights_path: Path, *, dynamic_img_size: bool
         arch = metadata["timm_name"]
         overrides = json.loads(metadata.get("kwargs", "{}"))
     try:
-        model = timm.create_model(
-            arch, pretrained=False, num_classes=0, dynamic_img_size=dynamic_img_size, **overrides
-        )
+        model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=dynamic_img_size, **overrides)
     except RuntimeError as err:  # timm's "Unknown model" error
         raise WtoursError(f"--arch {arch!r}: {err}") from None
     try:
@@ -119,7 +117,7 @@ def cls_features(
 @torch.no_grad()
 def patch_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The last block's normed patch tokens on the patch grid: (batch, rows, cols, dim)."""
-    (patches, _prefix), = model.forward_intermediates(
+    ((patches, _prefix),) = model.forward_intermediates(
         images, indices=1, return_prefix_tokens=True, norm=True, output_fmt="NLC", intermediates_only=True
     )
     patch = patch_size_of(model)

@@ -289,8 +289,14 @@ def test_run_davis_with_a_tiny_vit_writes_every_frame(tmp_path):
     root, out = tmp_path / "davis", tmp_path / "out"
     write_synthetic_davis(root, frames=4)
     model = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True,
-        embed_dim=32, depth=2, num_heads=2, patch_size=8,
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        num_classes=0,
+        dynamic_img_size=True,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        patch_size=8,
     )
     feature_fn = vit_patch_feature_fn(model, torch.device("cpu"))
     summary = run_davis(root, out, feature_fn, 8, config=PropagationConfig(short_side=64))

@@ -90,9 +90,17 @@ def test_run_linear_probe_on_a_tiny_vit_writes_json_and_caches_features(tmp_path
     val_dir = write_image_folder(tmp_path / "val", 6, seed=1)
     cache = tmp_path / "cache"
     report = run_linear_probe(
-        weights, train_dir, val_dir, tmp_path / "linear.json",
+        weights,
+        train_dir,
+        val_dir,
+        tmp_path / "linear.json",
         config=LinearProbeConfig(epochs=30, batch_size=8, lr=1.0),
-        n_last_blocks=2, resize=32, crop=32, cache_dir=cache, num_workers=0, device="cpu",
+        n_last_blocks=2,
+        resize=32,
+        crop=32,
+        cache_dir=cache,
+        num_workers=0,
+        device="cpu",
     )
     assert json.loads((tmp_path / "linear.json").read_text()) == report
     assert report["feature_dim"] == 2 * 32 and report["classes"] == 2
@@ -105,12 +113,22 @@ def test_run_linear_probe_on_a_tiny_vit_writes_json_and_caches_features(tmp_path
             raise AssertionError("the cache should have answered")
 
     cached = extract_dataset_features(
-        Unusable(), val_dir, weights_path=weights, cache_dir=cache,
-        transform=EvalTransform(32, 32), n_last_blocks=2, num_workers=0,
+        Unusable(),
+        val_dir,
+        weights_path=weights,
+        cache_dir=cache,
+        transform=EvalTransform(32, 32),
+        n_last_blocks=2,
+        num_workers=0,
     )
     fresh = extract_dataset_features(
-        load_encoder(None, weights), val_dir, weights_path=weights, cache_dir=None,
-        transform=EvalTransform(32, 32), n_last_blocks=2, num_workers=0,
+        load_encoder(None, weights),
+        val_dir,
+        weights_path=weights,
+        cache_dir=None,
+        transform=EvalTransform(32, 32),
+        n_last_blocks=2,
+        num_workers=0,
     )
     assert torch.allclose(cached.features, fresh.features) and torch.equal(cached.labels, fresh.labels)
 
