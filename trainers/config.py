@@ -148,12 +148,18 @@ def config_from_tree(tree: dict[str, Any], source: str = "config") -> TrainConfi
     method_tree = tree.pop(method, {}) or {}
     try:
         options = module.Options.model_validate(method_tree)
+    except ValidationError as err:
+        raise WtoursError(f"{source}: {method}.{_first_problem(err)}") from None
+    try:
         config = TrainConfig.model_validate({**tree, "method_options": options.model_dump(mode="json")})
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise WtoursError(f"{source}: {where}: {first['msg']}") from None
+        raise WtoursError(f"{source}: {_first_problem(err)}") from None
     return config
+
+
+def _first_problem(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return ".".join(str(part) for part in first["loc"]) + f": {first['msg']}"
 
 
 def config_to_tree(config: TrainConfig) -> dict[str, Any]:

@@ -4,6 +4,7 @@ and a sampler that can restart in the middle of an epoch."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -66,3 +67,40 @@ class FramesDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {"frames": self.frames[index], "clip": index}
+
+
+def decode_frames(
+    video_paths: list[Path], *, every: int = 30, short_side: int = 96, max_frames: int = 2048
+) -> FramesDataset:
+    """Every ``every``-th frame of the videos, resized to ``short_side``, held in memory as 1-frame clips.
+
+    The small-data path (tests, the demo, runs without a curated clip index): ``max_frames`` bounds the
+    memory whatever the videos' length.
+    """
+    import av
+
+    from wtours.errors import WtoursError
+
+    frames: list[torch.Tensor] = []
+    for path in video_paths:
+        try:
+            container = av.open(str(path))
+        except (OSError, av.error.FFmpegError) as err:
+            raise WtoursError(f"{path}: cannot open video ({err.__class__.__name__})") from None
+        with container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                if index % every:
+                    continue
+                scale = short_side / min(frame.width, frame.height)
+                width, height = round(frame.width * scale / 2) * 2, round(frame.height * scale / 2) * 2
+                rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                frames.append(torch.from_numpy(rgb).permute(2, 0, 1))
+                if len(frames) >= max_frames:
+                    break
+        if len(frames) >= max_frames:
+            break
+    if not frames:
+        raise WtoursError(f"no frames decoded from {', '.join(str(p) for p in video_paths) or 'no videos'}")
+    return FramesDataset(torch.stack(frames).unsqueeze(1))

@@ -1,0 +1,83 @@
+"""The engine on real frames of the embedded sample: exact resume, divergence handling, export, config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from wtours.trainers.checkpoint import load_checkpoint
+from wtours.trainers.engine import CHECKPOINT_NAME, NonFiniteLossError, pretrain
+
+from tests.trainers.conftest import tiny_config
+from wtours.errors import WtoursError
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / CHECKPOINT_NAME)["method"]
+
+
+def test_resume_is_bit_exact(tmp_path: Path, sample_frames) -> None:
+    straight = pretrain(tiny_config(tmp_path, **{"run.name": "straight"}), sample_frames, show_progress=False)
+    config = tiny_config(tmp_path, **{"run.name": "resumed"})
+    first = pretrain(config, sample_frames, stop_after_steps=2, show_progress=False)
+    assert first.steps_done == 2 and first.encoder_path is None
+    second = pretrain(config, sample_frames, resume=True, show_progress=False)
+    assert second.steps_done == straight.steps_done == 6
+    expected, resumed = _weights(straight.run_dir), _weights(second.run_dir)
+    assert expected.keys() == resumed.keys()
+    assert "center" in expected and torch.any(expected["center"] != 0)
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), name
+    steps = [json.loads(line)["step"] for line in (second.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_existing_run_needs_resume(tmp_path: Path, sample_frames) -> None:
+    config = tiny_config(tmp_path, **{"optim.steps_per_epoch": 1})
+    pretrain(config, sample_frames, show_progress=False)
+    with pytest.raises(WtoursError, match="--resume"):
+        pretrain(config, sample_frames, show_progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path: Path, sample_frames) -> None:
+    # An absurd learning rate blows the weights up after the first update.
+    config = tiny_config(
+        tmp_path,
+        **{"optim.lr": 1e30, "optim.warmup_epochs": 0, "optim.clip_grad": 0, "run.checkpoint_every": 1},
+    )
+    with pytest.raises(NonFiniteLossError, match="is intact") as caught:
+        pretrain(config, sample_frames, show_progress=False)
+    saved = load_checkpoint(config.run_dir / CHECKPOINT_NAME)
+    bad_step = int(str(caught.value).split("at step ")[1].split()[0])
+    assert saved["step"] == bad_step - 1
+    assert all(
+        torch.isfinite(tensor).all() for tensor in saved["method"].values() if tensor.is_floating_point()
+    )
+
+
+def test_exported_encoder_loads_into_plain_timm(tmp_path: Path, sample_frames) -> None:
+    import timm
+    from safetensors.torch import load_file
+
+    result = pretrain(
+        tiny_config(tmp_path, **{"optim.steps_per_epoch": 2}), sample_frames, show_progress=False
+    )
+    description = json.loads(result.encoder_path.with_suffix(".json").read_text())
+    plain = timm.create_model(description["timm_name"], num_classes=0, **description["kwargs"])
+    plain.load_state_dict(load_file(str(result.encoder_path)))
+    teacher = {
+        key.removeprefix("teacher.backbone."): value
+        for key, value in _weights(result.run_dir).items()
+        if key.startswith("teacher.backbone.")
+    }
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(tensor, teacher[name]), name
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WtoursError, match=r"optim\.learning_rate: Extra inputs are not permitted"):
+        tiny_config(tmp_path, **{"optim.learning_rate": 1e-3})
+    with pytest.raises(WtoursError, match=r"dino\.out_dimm"):
+        tiny_config(tmp_path, **{"dino.out_dimm": 10})
