@@ -87,7 +87,9 @@ def test_a_truncated_video_fails_alone_and_keeps_its_finished_windows(videos, tm
     render_numbered(numbered, n_frames=90, width=160, height=96, fps=30)
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(numbered.read_bytes()[: int(numbered.stat().st_size * 0.6)])
-    results = _analyze([VideoInput("cut", cut), videos[0]], tmp_path, window_seconds=0.5, detector=None)
+    # Two local worker processes: the failure must not stop the pool.
+    results = analyze_videos([VideoInput("cut", cut), videos[0]], Store.at(tmp_path),
+                             AnalysisSettings(window_seconds=0.5, detector=None), workers=2, show_progress=False)
     broken, fine = results
     assert fine.ok and fine.summary["analyzed"]["frames"] == 120
     assert not broken.ok and "cut" in broken.error
