@@ -21,7 +21,7 @@ from torch import nn
 
 from wtours.errors import WtoursError
 
-METHODS = {"dino": "wtours.trainers.dino"}
+METHODS = {"dino": "wtours.trainers.dino", "dora": "wtours.trainers.dora", "videomae": "wtours.trainers.videomae"}
 
 
 def method_module(name: str) -> ModuleType:
