@@ -21,7 +21,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,17 +314,25 @@ class _VideoFetcher:
         return self.entry.id
 
     def run(self) -> FetchResult:
-        video_id, store = self.video_id, self.store
-        if store.is_verified(video_id):
-            return FetchResult(video_id, True, "skipped", store.video_path(video_id), _sidecar_source(store, video_id))
-        try:
-            if store.video_path(video_id).is_file() and self._reverify_existing():
-                return FetchResult(video_id, True, "skipped", store.video_path(video_id), "existing file")
-            return self._fetch_from_sources()
-        except WtoursError as err:
-            return self._failed(str(err))
-        except Exception as err:  # noqa: BLE001 - one broken video must not stop the others
-            return self._failed(f"{type(err).__name__}: {err}")
+        if self.store.is_verified(self.video_id):
+            return self._skipped()
+        with _exclusive(self.store.state_path(self.video_id).with_suffix(".lock")) as ours:
+            if not ours:  # two runs appending to one .part file would corrupt it
+                return FetchResult(self.video_id, False, "failed", error="another wtours fetch is on this video now")
+            if self.store.is_verified(self.video_id):  # that other run has just finished it
+                return self._skipped()
+            try:
+                if self.store.video_path(self.video_id).is_file() and self._reverify_existing():
+                    return self._skipped()
+                return self._fetch_from_sources()
+            except WtoursError as err:
+                return self._failed(str(err))
+            except Exception as err:  # noqa: BLE001 - one broken video must not stop the others
+                return self._failed(f"{type(err).__name__}: {err}")
+
+    def _skipped(self) -> FetchResult:
+        path = self.store.video_path(self.video_id)
+        return FetchResult(self.video_id, True, "skipped", path, _sidecar_source(self.store, self.video_id))
 
     def _reverify_existing(self) -> bool:
         """A video without a (matching) sidecar, e.g. copied in by hand or cut off before its sidecar was
@@ -553,6 +561,28 @@ class _YtdlpLogger:
 
     def error(self, message: str) -> None:
         pass
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[bool]:
+    """Yield True while this process holds an advisory lock on ``lock_path``, False if another process
+    holds it. The lock file exists only while held. Without fcntl (Windows) it always yields True."""
+    try:
+        import fcntl
+    except ImportError:
+        yield True
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock_path.unlink(missing_ok=True)
 
 
 def _say(text: str) -> None:

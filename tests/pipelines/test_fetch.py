@@ -294,6 +294,20 @@ def test_a_video_without_sidecar_is_reverified_locally_and_a_bad_one_replaced(cl
     )
 
 
+def test_a_video_another_run_is_fetching_is_left_alone(cli, make_video, www, tmp_path):
+    fcntl = pytest.importorskip("fcntl", reason="advisory locks are POSIX-only")
+    (www / "clip.mp4").write_bytes(make_video("clip.mp4").read_bytes())
+    data = tmp_path / "data"
+    lock = Store.at(data).state_path("walk").with_suffix(".lock")
+    lock.parent.mkdir(parents=True)
+    with LoopbackServer(www) as server, open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a concurrent `wtours fetch` would
+        manifest = write_manifest(tmp_path / "manifest.yaml", [{"id": "walk", "sources": [server.url("clip.mp4")]}])
+        code, _, err = cli("fetch", "-m", manifest, "-d", data)
+        assert code == 1 and "walk: another wtours fetch is on this video now" in err
+        assert server.requests == []
+
+
 @pytest.mark.parametrize(
     ("manifest_text", "expected"),
     [
