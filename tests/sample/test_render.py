@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +31,7 @@ from wtours.sample.encode import h264_writer
 COCO_LABELS_USED = {"person", "bus", "tie"}
 
 
+@functools.lru_cache(maxsize=2)  # the walk and the movie are decoded once for all the tests that read them
 def decode_rgb(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
