@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,7 @@ def sample_frames(sample_video: Path):
     return decode_frames([sample_video], every=3, short_side=72)
 
 
-def tiny_config(output_dir: Path, **overrides) -> TrainConfig:
-    """The tiny CPU preset, made smaller still: a handful of steps of a 2-block, 48-d ViT."""
+def _tiny_config(output_dir: Path, **overrides) -> TrainConfig:
     settings = {
         "run.output_dir": str(output_dir),
         "run.checkpoint_every": 1000,
@@ -42,3 +42,10 @@ def tiny_config(output_dir: Path, **overrides) -> TrainConfig:
         **overrides,
     }
     return load_config("dino_tiny_cpu", settings)
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., TrainConfig]:
+    """The tiny CPU preset, made smaller still: 6 steps of a 2-block, 48-d ViT on 48/32 px crops.
+    Call it as ``tiny_config(output_dir, **{"dotted.key": value})``."""
+    return _tiny_config

@@ -10,7 +10,6 @@ import torch
 from wtours.trainers.checkpoint import load_checkpoint
 from wtours.trainers.engine import CHECKPOINT_NAME, NonFiniteLossError, pretrain
 
-from tests.trainers.conftest import tiny_config
 from wtours.errors import WtoursError
 
 
@@ -18,7 +17,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / CHECKPOINT_NAME)["method"]
 
 
-def test_resume_is_bit_exact(tmp_path: Path, sample_frames) -> None:
+def test_resume_is_bit_exact(tmp_path: Path, sample_frames, tiny_config) -> None:
     straight = pretrain(tiny_config(tmp_path, **{"run.name": "straight"}), sample_frames, show_progress=False)
     config = tiny_config(tmp_path, **{"run.name": "resumed"})
     first = pretrain(config, sample_frames, stop_after_steps=2, show_progress=False)
@@ -34,14 +33,14 @@ def test_resume_is_bit_exact(tmp_path: Path, sample_frames) -> None:
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_existing_run_needs_resume(tmp_path: Path, sample_frames) -> None:
+def test_existing_run_needs_resume(tmp_path: Path, sample_frames, tiny_config) -> None:
     config = tiny_config(tmp_path, **{"optim.steps_per_epoch": 1})
     pretrain(config, sample_frames, show_progress=False)
     with pytest.raises(WtoursError, match="--resume"):
         pretrain(config, sample_frames, show_progress=False)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path: Path, sample_frames) -> None:
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path: Path, sample_frames, tiny_config) -> None:
     # An absurd learning rate blows the weights up after the first update.
     config = tiny_config(
         tmp_path,
@@ -57,7 +56,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path: Path, sam
     )
 
 
-def test_exported_encoder_loads_into_plain_timm(tmp_path: Path, sample_frames) -> None:
+def test_exported_encoder_loads_into_plain_timm(tmp_path: Path, sample_frames, tiny_config) -> None:
     import timm
     from safetensors.torch import load_file
 
@@ -76,7 +75,7 @@ def test_exported_encoder_loads_into_plain_timm(tmp_path: Path, sample_frames) -
         assert torch.equal(tensor, teacher[name]), name
 
 
-def test_unknown_config_key_is_one_clear_error(tmp_path: Path) -> None:
+def test_unknown_config_key_is_one_clear_error(tmp_path: Path, tiny_config) -> None:
     with pytest.raises(WtoursError, match=r"optim\.learning_rate: Extra inputs are not permitted"):
         tiny_config(tmp_path, **{"optim.learning_rate": 1e-3})
     with pytest.raises(WtoursError, match=r"dino\.out_dimm"):
