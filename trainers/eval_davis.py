@@ -42,7 +42,8 @@ class PropagationConfig:
     temperature: float = 0.1
     neighbourhood: int = 12
     topk: int = 5
-    short_side: int = 480
+    short_side: int = 480  # frames are resized to this short side ...
+    long_side_multiple: int = 64  # ... and a long side rounded down to a multiple of this (854 -> 832)
 
 
 # ---------------------------------------------------------------------------------------------- propagation
@@ -313,12 +314,19 @@ class DavisLayout:
 # ---------------------------------------------------------------------------------------------- running
 
 
-def model_input_size(height: int, width: int, short_side: int, patch_size: int) -> tuple[int, int]:
-    """Resize target: short side ``short_side``, aspect kept, both sides rounded down to the patch size."""
-    scale = short_side / min(height, width)
-    rows = max(1, int(round(height * scale)) // patch_size)
-    cols = max(1, int(round(width * scale)) // patch_size)
-    return rows * patch_size, cols * patch_size
+def model_input_size(
+    height: int, width: int, short_side: int, patch_size: int, long_side_multiple: int = 64
+) -> tuple[int, int]:
+    """Resize target as DINO's: the short side becomes ``short_side`` (rounded down to the patch size), the
+    long side keeps the aspect ratio rounded down to ``long_side_multiple`` (a multiple of the patch size)."""
+    if long_side_multiple % patch_size:
+        raise WtoursError(f"long-side multiple {long_side_multiple} is not a multiple of the patch size {patch_size}")
+    short = max(patch_size, short_side // patch_size * patch_size)
+    long = max(
+        long_side_multiple,
+        int(short_side * max(height, width) / min(height, width)) // long_side_multiple * long_side_multiple,
+    )
+    return (short, long) if height <= width else (long, short)
 
 
 def load_frame(path: Path, size: tuple[int, int]) -> torch.Tensor:
@@ -327,7 +335,7 @@ def load_frame(path: Path, size: tuple[int, int]) -> torch.Tensor:
     from wtours.trainers.features import IMAGENET_MEAN, IMAGENET_STD
 
     with Image.open(path) as image:
-        rgb = image.convert("RGB").resize((size[1], size[0]), Image.BICUBIC)
+        rgb = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
     pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -361,7 +369,7 @@ def predict_sequence(
     first_mask, palette = read_mask(layout.annotation(sequence, frames[0]))
     palette = palette or davis_palette()
     height, width = first_mask.shape
-    size = model_input_size(height, width, config.short_side, patch_size)
+    size = model_input_size(height, width, config.short_side, patch_size, config.long_side_multiple)
     grid = (size[0] // patch_size, size[1] // patch_size)
     first_mask_no_void = np.where(first_mask == VOID_LABEL, 0, first_mask)
     num_labels = int(first_mask_no_void.max()) + 1

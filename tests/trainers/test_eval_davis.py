@@ -17,6 +17,7 @@ from wtours.trainers.eval_davis import (
     contour_accuracy,
     davis_palette,
     dilate_disk,
+    model_input_size,
     neighbourhood_mask,
     per_frame_statistics,
     propagate_labels,
@@ -249,7 +250,7 @@ def colour_features(frame: torch.Tensor, patch: int = 8) -> torch.Tensor:
 def test_run_davis_with_perfect_features_reproduces_the_masks_as_palette_pngs(tmp_path):
     root, out = tmp_path / "davis", tmp_path / "out"
     truth = write_synthetic_davis(root)
-    config = PropagationConfig(short_side=64)
+    config = PropagationConfig(short_side=64, long_side_multiple=8)
     summary = run_davis(root, out, colour_features, patch_size=8, config=config)
     for t, labels in enumerate(truth):
         predicted, palette = read_mask(out / "squares" / f"{t:05d}.png")
@@ -278,7 +279,9 @@ def test_run_davis_with_blind_features_scores_below_one(tmp_path):
     def blind(frame: torch.Tensor) -> torch.Tensor:  # same feature everywhere: labels cannot follow motion
         return torch.ones(frame.shape[1] // 8, frame.shape[2] // 8, 4)
 
-    summary = run_davis(root, out, blind, patch_size=8, config=PropagationConfig(short_side=64, neighbourhood=0))
+    summary = run_davis(
+        root, out, blind, patch_size=8, config=PropagationConfig(short_side=64, long_side_multiple=8, neighbourhood=0)
+    )
     assert summary["J_mean"] < 0.7
 
 
@@ -299,9 +302,18 @@ def test_run_davis_with_a_tiny_vit_writes_every_frame(tmp_path):
         patch_size=8,
     )
     feature_fn = vit_patch_feature_fn(model, torch.device("cpu"))
-    summary = run_davis(root, out, feature_fn, 8, config=PropagationConfig(short_side=64))
+    summary = run_davis(root, out, feature_fn, 8, config=PropagationConfig(short_side=64, long_side_multiple=8))
     assert 0.0 <= summary["JF_mean"] <= 1.0
     assert sorted(p.name for p in (out / "squares").iterdir()) == [f"{t:05d}.png" for t in range(4)]
+
+
+def test_model_input_size_follows_dino():
+    assert model_input_size(480, 854, 480, 16) == (480, 832)  # DAVIS 480p: the long side to a multiple of 64
+    assert model_input_size(854, 480, 480, 16) == (832, 480)
+    assert model_input_size(1080, 1920, 480, 8) == (480, 832)
+    assert model_input_size(64, 96, 64, 8, long_side_multiple=8) == (64, 96)
+    with pytest.raises(WtoursError):
+        model_input_size(480, 854, 480, 16, long_side_multiple=24)
 
 
 def test_bad_davis_folders_are_one_line_errors(tmp_path):
