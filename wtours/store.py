@@ -6,6 +6,8 @@ Layout under the data directory (``--data-dir`` or ``$WTOURS_DATA_DIR``, default
     videos/<id>.json           its sidecar: source, sha256, probe results, yt-dlp info
     videos/.partial/<id>/      staging area of an unfinished download (resumable)
     videos/.state/<id>.json    outcome of the last fetch attempt (e.g. failed, and why)
+    videos/.state/<id>.lock    held while a fetch of <id> runs (two fetches never share a .part file)
+    .cache/bin/ffmpeg          link to the bundled ffmpeg binary, for yt-dlp
     analysis/<id>/             per-video statistics (Parquet + summary.json)
     clips/<id>.parquet         curated clip index
 """
@@ -42,10 +44,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            # mkstemp creates files 0600; give the result the permissions a plain open() would have.
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
