@@ -412,9 +412,9 @@ def main() -> None:
     try:
         app()
     except WtoursError as err:
-        from wtours.progress import console
-
         from rich.markup import escape
+
+        from wtours.progress import console
 
         console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(2)
