@@ -1,57 +1,18 @@
-"""What the engine trains on: a map-style dataset whose items hold ``frames`` (uint8 [T, 3, H, W]),
-and a sampler that can restart in the middle of an epoch."""
+"""What the engine trains on: a map-style dataset whose items hold ``frames`` (uint8 [T, 3, H, W]).
+
+The curated path is ``wtours.pipelines.clipdata.ClipDataset`` (clips of the curated proxies); the
+small-data path (tests, the demo, a quick look at a few videos) decodes frames straight into memory.
+The order of items, split across processes and resumable mid-epoch, is ``ClipSampler``'s in both cases.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
-
-
-class ResumableSampler(Sampler[int]):
-    """A fresh permutation per epoch (from seed + epoch), this process's share of it, from ``position``.
-
-    Every process sees ``len(self)`` indices per epoch (the permutation is padded by wrapping so that
-    ranks take equal shares); ``position`` skips samples already trained on after a resume.
-    """
-
-    def __init__(
-        self, dataset_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True
-    ):
-        self.dataset_size = dataset_size
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.shuffle = shuffle
-        self.epoch = 0
-        self.position = 0
-
-    def __len__(self) -> int:
-        return -(-self.dataset_size // self.world_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.position = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
-
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.dataset_size, generator=generator).tolist()
-        else:
-            order = list(range(self.dataset_size))
-        total = len(self) * self.world_size
-        order = (order * (total // max(len(order), 1) + 1))[:total]
-        mine = order[self.rank :: self.world_size]
-        yield from mine[self.position :]
+from torch.utils.data import Dataset
+from wtours.trainers.config import DataConfig
 
 
 class FramesDataset(Dataset):
@@ -104,3 +65,19 @@ def decode_frames(
     if not frames:
         raise WtoursError(f"no frames decoded from {', '.join(str(p) for p in video_paths) or 'no videos'}")
     return FramesDataset(torch.stack(frames).unsqueeze(1))
+
+
+def clip_dataset(config: DataConfig, seed: int) -> Dataset:
+    """The curated clips of ``config.data_dir`` (run ``wtours curate`` first)."""
+    from wtours.pipelines.clipdata import ClipDataset
+
+    return ClipDataset(
+        config.data_dir,
+        config.video_ids,
+        frames_per_clip=config.frames_per_clip,
+        stride=config.stride,
+        proxy_short_side=config.proxy_short_side,
+        mode=config.mode,
+        filters=config.filters,
+        seed=seed,
+    )

@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from wtours.pipelines.clipdata import ClipSampler
 from wtours.trainers import distributed
 from wtours.trainers.backbones import BackboneSpec, export_encoder
 from wtours.trainers.checkpoint import load_checkpoint, save_checkpoint
 from wtours.trainers.config import TrainConfig, config_to_tree
-from wtours.trainers.data import ResumableSampler
 from wtours.trainers.methods import Method, ScheduleShape, StepState, method_module
 from wtours.trainers.schedules import cosine_schedule
 
@@ -119,12 +119,9 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
-def build_sampler(
-    dataset_size: int, config: TrainConfig, process: distributed.ProcessInfo
-) -> ResumableSampler:
-    return ResumableSampler(
-        dataset_size, seed=config.run.seed, rank=process.rank, world_size=process.world_size
-    )
+def build_sampler(dataset_size: int, config: TrainConfig, process: distributed.ProcessInfo) -> ClipSampler:
+    """The item order: a permutation per (seed, epoch), split across processes, resumable mid-epoch."""
+    return ClipSampler(dataset_size, seed=config.run.seed, num_replicas=process.world_size, rank=process.rank)
 
 
 def pretrain(
@@ -169,7 +166,7 @@ def _train(
 
     optim = config.optim
     sampler = build_sampler(len(dataset), config, process)
-    steps_per_epoch = len(sampler) // optim.batch_size
+    steps_per_epoch = sampler.samples_per_rank // optim.batch_size
     if optim.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, optim.steps_per_epoch)
     if steps_per_epoch < 1:
@@ -257,8 +254,8 @@ def _train(
     with progress:
         while step < end_step:
             epoch, step_in_epoch = divmod(step, steps_per_epoch)
-            sampler.set_epoch(epoch)
-            sampler.load_state_dict({"epoch": epoch, "position": step_in_epoch * optim.batch_size})
+            # Set, not saved: the sampler runs ahead of training while the loader prefetches.
+            sampler.set_position(epoch, step_in_epoch * optim.batch_size)
             loader = DataLoader(
                 dataset,
                 batch_size=optim.batch_size,
