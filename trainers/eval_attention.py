@@ -77,6 +77,7 @@ def render_attention_grid(
 def load_square_image(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
     """An image resized to size x size: the normalised (3, size, size) tensor and the uint8 RGB pixels."""
     from PIL import Image, UnidentifiedImageError
+
     from wtours.trainers.features import IMAGENET_MEAN, IMAGENET_STD
 
     try:
@@ -102,9 +103,9 @@ def write_attention_grid(
     """Load the encoder, draw the attention grid of ``image_paths`` and write it as ``out`` with the
     suffixes ``.png`` and ``.pdf``, atomically. Returns the two paths."""
     from PIL import Image
-    from wtours.trainers.features import load_encoder, patch_size_of, pick_device
 
     from wtours.store import atomic_write_bytes
+    from wtours.trainers.features import load_encoder, patch_size_of, pick_device
 
     if not image_paths:
         raise WtoursError("give at least one image")

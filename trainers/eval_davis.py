@@ -332,6 +332,7 @@ def model_input_size(
 def load_frame(path: Path, size: tuple[int, int]) -> torch.Tensor:
     """A JPEG frame resized to ``size`` (height, width), ImageNet-normalised, as (3, H, W) float."""
     from PIL import Image
+
     from wtours.trainers.features import IMAGENET_MEAN, IMAGENET_STD
 
     with Image.open(path) as image:
@@ -458,9 +459,11 @@ def run_davis(
     resolution: str = "480p",
     sequences: Sequence[str] | None = None,
     bound_th: float = 0.008,
+    provenance: dict | None = None,
 ) -> dict:
     """Propagate, write palette PNGs under ``out_dir/<sequence>/``, score them, and write
-    ``out_dir/per_object.csv`` (one row per sequence and object) and ``out_dir/summary.json``."""
+    ``out_dir/per_object.csv`` (one row per sequence and object) and ``out_dir/summary.json``
+    (with ``provenance``, e.g. which weights, added as is)."""
     from wtours.progress import make_progress
     from wtours.store import atomic_write_json
 
@@ -483,7 +486,26 @@ def run_davis(
         "resolution": resolution,
         "bound_th": bound_th,
         "config": asdict(config),
+        **(provenance or {}),
     }
     write_rows_csv(out_dir / "per_object.csv", rows)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def run_davis_for_encoder(
+    weights: Path,
+    davis_root: Path,
+    out_dir: Path,
+    *,
+    arch: str | None = None,
+    device: str = "auto",
+    **options,
+) -> dict:
+    """`run_davis` with the last-layer patch features of the encoder in ``weights`` (safetensors)."""
+    from wtours.trainers.features import file_digest, load_encoder, patch_size_of, pick_device
+
+    model = load_encoder(arch, weights)
+    provenance = {"weights": str(weights), "weights_sha256_16": file_digest(weights), "arch": arch}
+    feature_fn = vit_patch_feature_fn(model, pick_device(device))
+    return run_davis(davis_root, out_dir, feature_fn, patch_size_of(model), provenance=provenance, **options)

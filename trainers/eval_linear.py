@@ -128,9 +128,8 @@ def run_linear_probe(
     device: str = "auto",
 ) -> dict:
     """Extract (or read cached) features of both splits, train the probe, write the results JSON atomically."""
-    from wtours.trainers.features import EvalTransform, extract_dataset_features, file_digest, load_encoder, pick_device
-
     from wtours.store import atomic_write_json
+    from wtours.trainers.features import EvalTransform, extract_dataset_features, file_digest, load_encoder, pick_device
 
     torch_device = pick_device(device)
     model = load_encoder(arch, weights)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from wtours.errors import WtoursError
 from wtours.trainers.eval_attention import (
     DIMMED_BRIGHTNESS,
     attention_mass_mask,
@@ -18,8 +20,6 @@ from wtours.trainers.eval_attention import (
     write_attention_grid,
 )
 from wtours.trainers.features import load_encoder
-
-from wtours.errors import WtoursError
 
 TINY_VIT = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
 

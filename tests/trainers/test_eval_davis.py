@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from wtours.errors import WtoursError
 from wtours.trainers.eval_davis import (
     PropagationConfig,
     boundary_map,
@@ -24,11 +26,10 @@ from wtours.trainers.eval_davis import (
     read_mask,
     region_similarity,
     run_davis,
+    run_davis_for_encoder,
     segment_sequence,
     soft_labels_to_mask,
 )
-
-from wtours.errors import WtoursError
 
 
 def square(size: int, top: int, left: int, side: int) -> np.ndarray:
@@ -285,25 +286,21 @@ def test_run_davis_with_blind_features_scores_below_one(tmp_path):
     assert summary["J_mean"] < 0.7
 
 
-def test_run_davis_with_a_tiny_vit_writes_every_frame(tmp_path):
+def test_run_davis_for_a_tiny_vit_from_safetensors_writes_every_frame(tmp_path):
     import timm
-    from wtours.trainers.eval_davis import vit_patch_feature_fn
+    from safetensors.torch import save_file
 
     root, out = tmp_path / "davis", tmp_path / "out"
     write_synthetic_davis(root, frames=4)
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        num_classes=0,
-        dynamic_img_size=True,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        patch_size=8,
-    )
-    feature_fn = vit_patch_feature_fn(model, torch.device("cpu"))
-    summary = run_davis(root, out, feature_fn, 8, config=PropagationConfig(short_side=64, long_side_multiple=8))
+    overrides = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **overrides)
+    weights = tmp_path / "vit.safetensors"
+    metadata = {"timm_name": "vit_tiny_patch16_224", "kwargs": json.dumps(overrides)}
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(weights), metadata)
+    config = PropagationConfig(short_side=64, long_side_multiple=8)
+    summary = run_davis_for_encoder(weights, root, out, device="cpu", config=config)
     assert 0.0 <= summary["JF_mean"] <= 1.0
+    assert len(summary["weights_sha256_16"]) == 16
     assert sorted(p.name for p in (out / "squares").iterdir()) == [f"{t:05d}.png" for t in range(4)]
 
 

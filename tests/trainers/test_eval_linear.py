@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe, top_k_accuracy, train_linear_probe
-from wtours.trainers.features import EvalTransform, extract_dataset_features, load_encoder
 
 from wtours.errors import WtoursError
+from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe, top_k_accuracy, train_linear_probe
+from wtours.trainers.features import EvalTransform, extract_dataset_features, load_encoder
 
 TINY_VIT = {"embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": 8}
 
