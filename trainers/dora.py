@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
+
+from wtours.errors import WtoursError
 from wtours.trainers.attention import last_block_attention
 from wtours.trainers.backbones import BackboneSpec, embed_dim
 from wtours.trainers.config import TrainConfig
@@ -30,8 +32,6 @@ from wtours.trainers.methods import Method, ScheduleShape, StepState
 from wtours.trainers.schedules import linear_warmup_then_constant
 from wtours.trainers.sinkhorn import sinkhorn_knopp
 from wtours.trainers.views import ViewSpec, crop_resize, photometric, random_resized_crop_boxes
-
-from wtours.errors import WtoursError
 
 
 class Options(BaseModel):
