@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
+
 from wtours.trainers.config import DataConfig
 
 
@@ -31,9 +32,15 @@ class FramesDataset(Dataset):
 
 
 def decode_frames(
-    video_paths: list[Path], *, every: int = 30, short_side: int = 96, max_frames: int = 2048
+    video_paths: list[Path],
+    *,
+    every: int = 30,
+    short_side: int = 96,
+    frames_per_clip: int = 1,
+    max_frames: int = 2048,
 ) -> FramesDataset:
-    """Every ``every``-th frame of the videos, resized to ``short_side``, held in memory as 1-frame clips.
+    """Every ``every``-th frame of the videos, resized to ``short_side``, held in memory and grouped into
+    clips of ``frames_per_clip`` consecutive sampled frames (so frames of a clip are ``every`` apart).
 
     The small-data path (tests, the demo, runs without a curated clip index): ``max_frames`` bounds the
     memory whatever the videos' length.
@@ -42,12 +49,14 @@ def decode_frames(
 
     from wtours.errors import WtoursError
 
-    frames: list[torch.Tensor] = []
+    clips: list[torch.Tensor] = []
+    total = 0
     for path in video_paths:
         try:
             container = av.open(str(path))
         except (OSError, av.error.FFmpegError) as err:
             raise WtoursError(f"{path}: cannot open video ({err.__class__.__name__})") from None
+        frames: list[torch.Tensor] = []
         with container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -58,13 +67,17 @@ def decode_frames(
                 width, height = round(frame.width * scale / 2) * 2, round(frame.height * scale / 2) * 2
                 rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
                 frames.append(torch.from_numpy(rgb).permute(2, 0, 1))
-                if len(frames) >= max_frames:
+                total += 1
+                if total >= max_frames:
                     break
-        if len(frames) >= max_frames:
+        usable = len(frames) - len(frames) % frames_per_clip
+        clips += [torch.stack(frames[i : i + frames_per_clip]) for i in range(0, usable, frames_per_clip)]
+        if total >= max_frames:
             break
-    if not frames:
-        raise WtoursError(f"no frames decoded from {', '.join(str(p) for p in video_paths) or 'no videos'}")
-    return FramesDataset(torch.stack(frames).unsqueeze(1))
+    if not clips:
+        names = ", ".join(str(p) for p in video_paths) or "no videos"
+        raise WtoursError(f"no clip of {frames_per_clip} frame(s) every {every} frames decoded from {names}")
+    return FramesDataset(torch.stack(clips))
 
 
 def clip_dataset(config: DataConfig, seed: int) -> Dataset:

@@ -1,0 +1,157 @@
+"""Entry points behind ``wtours pretrain``, ``wtours eval knn`` and the demo's training stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from wtours.errors import WtoursError
+from wtours.progress import console
+from wtours.trainers.config import TrainConfig, config_to_tree, load_config, preset_path
+
+
+def resolve_config(method: str | None, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """The preset (default: the method's paper recipe, ``<method>_vits16``) with overrides applied.
+
+    ``method`` must agree with the preset's own ``method:`` when both are given.
+    """
+    import yaml
+
+    if preset is None:
+        preset = f"{method or 'dino'}_vits16"
+    declared = (yaml.safe_load(preset_path(preset).read_text(encoding="utf-8")) or {}).get("method", "dino")
+    if method is not None and method != declared:
+        raise WtoursError(f"preset {preset!r} is for method {declared!r}, not {method!r}")
+    return load_config(preset, overrides)
+
+
+def run_pretrain(
+    config: TrainConfig,
+    *,
+    videos: list[Path] | None = None,
+    resume: bool = False,
+    stop_after_steps: int | None = None,
+    show_progress: bool = True,
+):
+    """Train on the curated clips of ``config.data`` or, with ``videos``, on frames decoded from them."""
+    from wtours.trainers.data import clip_dataset, decode_frames
+    from wtours.trainers.engine import pretrain
+
+    if videos:
+        short_side = config.data.proxy_short_side or 256
+        dataset = decode_frames(
+            videos,
+            every=config.data.stride,
+            short_side=short_side,
+            frames_per_clip=config.data.frames_per_clip,
+        )
+    else:
+        dataset = clip_dataset(config.data, config.run.seed)
+    return pretrain(
+        config, dataset, resume=resume, stop_after_steps=stop_after_steps, show_progress=show_progress
+    )
+
+
+def run_knn(
+    encoder_path: Path,
+    labelled_dir: Path | None,
+    *,
+    ks: tuple[int, ...],
+    temperature: float,
+    image_size: int,
+    batch_size: int,
+    device: str,
+    num_workers: int,
+    out_json: Path | None,
+    sample_dir: Path,
+) -> dict[str, Any]:
+    """Weighted k-NN of an exported encoder; ``labelled_dir=None`` builds and uses the sample's set."""
+    import torch
+
+    from wtours.store import atomic_write_json
+    from wtours.trainers.backbones import load_encoder
+    from wtours.trainers.engine import ENCODER_NAME, resolve_device
+    from wtours.trainers.knn import evaluate_knn, make_sample_labelled_set
+
+    if encoder_path.is_dir():
+        encoder_path = encoder_path / ENCODER_NAME
+    encoder, spec = load_encoder(encoder_path)
+    if labelled_dir is None:
+        labelled_dir = make_sample_labelled_set(sample_dir)
+    with torch.inference_mode():
+        result = evaluate_knn(
+            encoder,
+            labelled_dir,
+            ks=ks,
+            temperature=temperature,
+            image_size=image_size,
+            batch_size=batch_size,
+            device=resolve_device(device),
+            num_workers=num_workers,
+        )
+    report = {
+        "encoder": str(encoder_path),
+        "architecture": spec.timm_name,
+        "labelled_set": str(labelled_dir),
+        "classes": result.classes,
+        "n_train": result.n_train,
+        "n_val": result.n_val,
+        "temperature": temperature,
+        "image_size": image_size,
+        "top1": {str(k): value for k, value in result.top1.items()},
+        "majority_class_top1": result.chance,
+    }
+    if out_json is not None:
+        atomic_write_json(out_json, report)
+    return report
+
+
+def demo_pretrain_and_knn(workdir: Path, videos: list[Path], *, show_progress: bool = True) -> dict[str, Any]:
+    """The demo's training stage: the tiny DINO preset on frames of ``videos`` (CPU, seconds), then
+    k-NN on the sample's labelled crops. Idempotent: a finished run and its k-NN report are reused.
+
+    Writes ``workdir/runs/dino-tiny/`` (config, metrics, checkpoint, encoder) and ``workdir/knn.json``;
+    returns the k-NN report plus ``run_dir`` and the first and last logged losses.
+    """
+    from wtours.store import read_json
+    from wtours.trainers.engine import CHECKPOINT_NAME
+
+    config = load_config(
+        "dino_tiny_cpu", {"run.output_dir": str(workdir / "runs"), "data.stride": 3, "run.device": "cpu"}
+    )
+    summary = read_json(config.run_dir / "summary.json") or {}
+    if summary.get("steps_done") != summary.get("total_steps") or not summary:
+        resume = (config.run_dir / CHECKPOINT_NAME).exists()
+        run_pretrain(config, videos=videos, resume=resume, show_progress=show_progress)
+    report = read_json(workdir / "knn.json")
+    if report is None:
+        report = run_knn(
+            config.run_dir,
+            None,
+            ks=(5, 10),
+            temperature=0.07,
+            image_size=config.method_options["global_crops_size"],
+            batch_size=64,
+            device="cpu",
+            num_workers=0,
+            out_json=workdir / "knn.json",
+            sample_dir=workdir / "labelled",
+        )
+    losses = [
+        json.loads(line)["loss"]
+        for line in (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    console.print(
+        f"DINO (tiny, CPU): loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps; k-NN top-1 "
+        + ", ".join(f"k={k}: {value:.1f}%" for k, value in report["top1"].items())
+        + f" (majority class {report['majority_class_top1']:.1f}%)",
+        highlight=False,
+    )
+    return {**report, "run_dir": str(config.run_dir), "first_loss": losses[0], "last_loss": losses[-1]}
+
+
+def print_config(config: TrainConfig) -> None:
+    import yaml
+
+    print(yaml.safe_dump(config_to_tree(config), sort_keys=False), end="")
