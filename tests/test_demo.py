@@ -18,10 +18,10 @@ from wtours.sample import SampleTruth
 VIDEO_IDS = ("sample_walk", "sample_movie")
 
 
-def run_demo_command(workdir: Path) -> tuple[subprocess.CompletedProcess, float]:
+def run_demo_command(workdir: Path, seconds: float = 2) -> tuple[subprocess.CompletedProcess, float]:
     began = time.monotonic()
     completed = subprocess.run(
-        [sys.executable, "-m", "wtours", "demo", "--workdir", str(workdir), "--seconds", "2"],
+        [sys.executable, "-m", "wtours", "demo", "--workdir", str(workdir), "--seconds", str(seconds)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,6 +70,11 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
     assert "(fetched)" not in second.stdout
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing rendered, fetched or drawn again
     assert second_seconds < first_seconds
+
+    # A longer sample replaces the earlier one everywhere: fetched again, analyzed against its own truth.
+    third, _ = run_demo_command(workdir, seconds=3)
+    assert third.stdout.count("(fetched)") == 2 and third.stdout.count("as in the truth") == 2
+    assert json.loads((videos / "sample_walk.json").read_text())["frame_count"] == 90
 
 
 def test_stages_without_their_optional_dependencies_say_so_and_step_aside(tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ from pathlib import Path
 from wtours.errors import WtoursError
 from wtours.progress import console
 from wtours.sample.sample_set import MOVIE_ID, SAMPLE_NAMES, WALK_ID
+from wtours.store import Store
 
 SAMPLE_WIDTH = 640
 SAMPLE_FPS = 30
@@ -78,17 +79,21 @@ def fetch_from_loopback(run: DemoRun) -> None:
     from wtours.pipelines.fetch import FetchOptions, fetch_videos
     from wtours.sample.sample_set import sample_manifest
     from wtours.sample.server import LoopbackServer, write_video_page
-    from wtours.store import Store, atomic_write_text
+    from wtours.store import atomic_write_text
 
     write_video_page(
         run.source_dir, f"{SAMPLE_NAMES[MOVIE_ID]}.mp4", page_name="movie.html", title="A movie-like sample"
     )
+    store = Store.at(run.data_dir)
+    for video_id, name in SAMPLE_NAMES.items():
+        sidecar = store.sidecar(video_id)
+        if sidecar and sidecar.get("sha256") != _sha256(run.source_dir / f"{name}.mp4"):
+            _forget(store, video_id)  # fetched from an earlier rendering (other --seconds): stale
     with LoopbackServer(run.source_dir) as server:
         sources = {WALK_ID: server.url(f"{SAMPLE_NAMES[WALK_ID]}.mp4"), MOVIE_ID: server.url("movie.html")}
         header = f"# Written by `wtours demo`: the URLs were served by its loopback server on port {server.port}.\n"
         atomic_write_text(run.manifest_path, header + sample_manifest(sources, run.seconds))
         manifest = load_manifest(run.manifest_path)
-        store = Store.at(run.data_dir)
         results = fetch_videos(manifest, manifest.videos, store, FetchOptions(retries=2, retry_wait=0.5))
     failed = [f"{result.video_id}: {result.error}" for result in results if not result.ok]
     if failed:
@@ -127,7 +132,6 @@ def analyze_sample(run: DemoRun) -> None:
     from wtours.analysis.settings import AnalysisSettings
     from wtours.manifest import load_manifest
     from wtours.sample import SampleTruth
-    from wtours.store import Store
 
     store = Store.at(run.data_dir)
     manifest = load_manifest(run.manifest_path)
@@ -167,7 +171,6 @@ def curate_sample(run: DemoRun) -> None:
     from wtours.pipelines.clip_index import ClipSpec
     from wtours.pipelines.curate import CurateOptions, curate_videos
     from wtours.pipelines.proxy import ProxySettings
-    from wtours.store import Store
 
     store = Store.at(run.data_dir)
     # Clips of 8 frames at stride 4 span about a second: many fit in the walk, few between the movie's cuts.
@@ -193,6 +196,17 @@ def run_demo(workdir: str | Path = "demo", *, seconds: float = 8.0) -> DemoRun:
         stage(run)
     _print_summary(run, time.monotonic() - began)
     return run
+
+
+def _forget(store: Store, video_id: str) -> None:
+    """Remove one sample video and everything derived from it, so that every stage redoes it."""
+    import shutil
+
+    for path in (store.video_path(video_id), store.sidecar_path(video_id), store.state_path(video_id)):
+        path.unlink(missing_ok=True)
+    store.clips_path(video_id).unlink(missing_ok=True)
+    for folder in (store.partial_dir(video_id), store.analysis_dir(video_id), store.root / "proxies" / video_id):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str:
