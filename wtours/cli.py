@@ -404,6 +404,192 @@ def anonymize(
 
 # --- curate / anonymize (issue 4): commands are added above this line by the curation work ---
 
+@app.command()
+def pretrain(
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="dino, dora or videomae. Optional when --preset names a preset (presets declare their method).",
+        show_default=False,
+    ),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help="Shipped preset name (dino_vits16 = the paper's ViT-S/16 recipe, dino_tiny_cpu = seconds on a "
+        "CPU) or a path to your own YAML. Default: <method>_vits16.",
+        show_default=False,
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Run name: everything goes to <output-dir>/<name>/. Change it per experiment."
+    ),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", "-o", help="Parent folder of runs (default ./runs).", show_default=False
+    ),
+    data_dir: Path | None = DataDirOption,
+    only: list[str] | None = typer.Option(
+        None,
+        "--only",
+        help="Train on the curated clips of these video ids only (default: every clips/*.parquet).",
+        show_default=False,
+    ),
+    videos: list[Path] | None = typer.Option(
+        None,
+        "--video",
+        exists=True,
+        dir_okay=False,
+        help="Skip curation: train on frames decoded from these video files into memory (every "
+        "data.stride-th frame, at most 2048). For a quick look or a demo, not for hours of footage.",
+        show_default=False,
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", min=1, help="Passes over the data (paper: 100). Schedules stretch to fit."
+    ),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        "-b",
+        min=1,
+        help="Samples per GPU/process per step; lower it when memory runs out (the lr follows the total).",
+    ),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Peak learning rate at a total batch of 256 (scaled linearly with the batch)."
+    ),
+    arch: str | None = typer.Option(
+        None, "--arch", help="vit_tiny, vit_small or vit_base: a bigger encoder needs more data and memory."
+    ),
+    patch_size: int | None = typer.Option(
+        None, "--patch-size", help="16, or 8 for finer attention maps at ~4x the compute."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto (GPU if present), cuda or cpu. Under torchrun each process takes a GPU."
+    ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16 (older GPUs without bf16; may NaN) or fp32.",
+    ),
+    compile_model: bool | None = typer.Option(
+        None,
+        "--compile/--no-compile",
+        help="torch.compile the networks: faster steps after a minute of compiling; worth it for long runs.",
+        show_default=False,
+    ),
+    num_workers: int | None = typer.Option(
+        None, "--num-workers", min=0, help="Loader processes per GPU; raise it if the GPU waits for data."
+    ),
+    settings: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="Any other config key, dotted, e.g. --set optim.warmup_epochs=5 --set dino.out_dim=4096 "
+        "(repeatable).",
+        show_default=False,
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in <output-dir>/<name>/ from its checkpoint (exactly)."
+    ),
+    stop_after: int | None = typer.Option(
+        None,
+        "--stop-after",
+        min=1,
+        help="Stop (with a checkpoint) after this many steps in this invocation: time-limited cluster jobs "
+        "chain invocations with --resume.",
+    ),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the resolved config and exit."),
+) -> None:
+    """Pretrain an image encoder (DINO, DoRA, VideoMAE) on curated clips; writes runs/<name>/.
+
+    The output folder holds config.yaml, metrics.jsonl (loss, lr, throughput), checkpoint.pt (everything
+    needed to --resume) and, when finished, encoder.safetensors (+ .json) that a plain timm model loads.
+    Several GPUs: [bold]torchrun --nproc_per_node=8 -m wtours pretrain ...[/] (each process takes one GPU).
+    """
+    from wtours.trainers.config import parse_override
+    from wtours.trainers.launch import print_config, resolve_config, run_pretrain
+
+    overrides: dict[str, object] = {}
+    for key, value in (
+        ("run.name", name),
+        ("run.output_dir", output_dir and str(output_dir)),
+        ("run.device", device),
+        ("run.precision", precision),
+        ("run.compile", compile_model),
+        ("data.data_dir", data_dir and str(data_dir)),
+        ("data.video_ids", _split_ids(only)),
+        ("data.num_workers", num_workers),
+        ("optim.epochs", epochs),
+        ("optim.batch_size", batch_size),
+        ("optim.lr", lr),
+        ("backbone.arch", arch),
+        ("backbone.patch_size", patch_size),
+    ):
+        if value is not None:
+            overrides[key] = value
+    overrides.update(parse_override(text) for text in settings or [])
+    config = resolve_config(method, preset, overrides)
+    if show_config:
+        print_config(config)
+        return
+    result = run_pretrain(config, videos=list(videos or []), resume=resume, stop_after_steps=stop_after)
+    typer.echo(result.run_dir)
+
+
+eval_app = typer.Typer(
+    help="Evaluate a pretrained encoder (k-NN, linear probe, attention maps, label propagation).",
+    no_args_is_help=True,
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("knn")
+def eval_knn(
+    encoder: Path = typer.Argument(
+        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
+    ),
+    labelled: Path | None = typer.Option(
+        None,
+        "--data",
+        exists=True,
+        file_okay=False,
+        help="Labelled set with train/<class>/* and val/<class>/* images (ImageFolder layout). "
+        "Default: the built-in set of person/bus crops from the embedded sample.",
+        show_default=False,
+    ),
+    k: list[int] = typer.Option(
+        [10, 20], "--k", min=1, help="Neighbours that vote; repeat for several (DINO: 10, 20, 100, 200)."
+    ),
+    temperature: float = typer.Option(0.07, "--temperature", help="Vote weight exp(cos/T); 0.07 as in DINO."),
+    image_size: int = typer.Option(
+        224, "--image-size", min=16,
+        help="Centre crop (after a resize to 256/224 of it): the training crop size."
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+    num_workers: int = typer.Option(2, "--num-workers", min=0, help="Image-decoding processes."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the results as JSON here."),
+    sample_dir: Path = typer.Option(
+        Path("data/labelled/sample"), "--sample-dir", help="Where the built-in labelled set is written once."
+    ),
+) -> None:
+    """Weighted k-NN top-1 of an encoder's L2-normalised [CLS] features (train images vote for val images)."""
+    from wtours.trainers.launch import run_knn
+
+    report = run_knn(
+        encoder,
+        labelled,
+        ks=tuple(k),
+        temperature=temperature,
+        image_size=image_size,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        out_json=out,
+        sample_dir=sample_dir,
+    )
+    for neighbours, value in report["top1"].items():
+        typer.echo(f"k={neighbours}\ttop1={value:.2f}%")
+    typer.echo(f"majority class\ttop1={report['majority_class_top1']:.2f}%  ({report['n_val']} val images)")
+
+
 # --- pretrain / eval (issue 5+): commands are added above this line by the training work ---
 
 
