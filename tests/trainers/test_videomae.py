@@ -1,0 +1,275 @@
+"""VideoMAE: tube masks, targets, loss and networks on small tensors; the tiny preset on the embedded sample
+through the shared engine (loss falls, resume is bit-exact); the exported image encoder; the reconstruction grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from wtours.errors import WtoursError
+from wtours.trainers.config import TrainConfig, load_config
+from wtours.trainers.methods import ScheduleShape, StepState
+from wtours.trainers.videomae import (
+    Options,
+    VideoMAE,
+    build,
+    image_encoder,
+    masked_per_frame,
+    masked_reconstruction_loss,
+    reconstruction_targets,
+    sinusoid_position_embedding,
+    tube_mask,
+    tubelets,
+    untubelet,
+    visible_indices,
+)
+
+T, SIDE, PATCH, TUBELET = 4, 32, 8, 2
+
+
+def tiny_videomae_config(output_dir: Path, **overrides) -> TrainConfig:
+    settings = {"run.output_dir": str(output_dir), "run.checkpoint_every": 1000, **overrides}
+    return load_config("videomae_tiny_cpu", settings)
+
+
+def tiny_method(**overrides) -> VideoMAE:
+    config = tiny_videomae_config(Path("unused"), **overrides)
+    torch.manual_seed(0)
+    return build(config, Options.model_validate(config.method_options), ScheduleShape(1, 1))
+
+
+@pytest.fixture(scope="module")
+def sample_clips(sample_video: Path):
+    """Clips of 4 consecutive decoded frames (every 2nd frame of the sample walk, 40 px high)."""
+    from wtours.trainers.data import FramesDataset, decode_frames
+
+    frames = decode_frames([sample_video], every=2, short_side=40).frames.squeeze(1)
+    usable = len(frames) // T * T
+    return FramesDataset(frames[:usable].view(-1, T, *frames.shape[1:]))
+
+
+# --- masks ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio, patches, expected", [(0.9, 196, 176), (0.75, 16, 12), (0.9, 16, 14), (0.99, 4, 3)])
+def test_masked_count_is_the_nearest_to_the_ratio(ratio: float, patches: int, expected: int) -> None:
+    assert masked_per_frame(patches, ratio) == expected
+
+
+def test_tube_mask_count_is_exact_per_sample_and_identical_across_time() -> None:
+    generator = torch.Generator().manual_seed(0)
+    batch, time_steps, per_frame = 64, 8, 196
+    mask = tube_mask(batch, time_steps, per_frame, 0.9, generator).view(batch, time_steps, per_frame)
+    assert torch.all(mask.sum(dim=2) == 176)
+    assert torch.all(mask == mask[:, :1])
+    assert len({tuple(row.nonzero().flatten().tolist()) for row in mask[:, 0]}) == batch  # one draw per clip
+    visible = visible_indices(mask.view(batch, -1))
+    assert visible.shape == (batch, time_steps * 20)
+    assert torch.all(visible.diff(dim=1) > 0)
+
+
+def test_views_mask_every_clip_exactly_and_repeat_for_the_same_generator_seed() -> None:
+    method = tiny_method()
+    frames = torch.randint(0, 256, (5, T, 3, 40, 71), dtype=torch.uint8)
+    first = method.views({"frames": frames}, torch.Generator().manual_seed(7))
+    again = method.views({"frames": frames}, torch.Generator().manual_seed(7))
+    other = method.views({"frames": frames}, torch.Generator().manual_seed(8))
+    per_frame = (SIDE // PATCH) ** 2
+    mask = first.mask.view(5, T // TUBELET, per_frame)
+    assert torch.all(mask.sum(dim=2) == 12) and torch.all(mask == mask[:, :1])
+    assert first.clips.shape == (5, 3, T, SIDE, SIDE)
+    assert torch.equal(first.clips, again.clips) and torch.equal(first.mask, again.mask)
+    assert not torch.equal(first.mask, other.mask)
+
+
+def test_views_crop_and_flip_whole_clips() -> None:
+    # Every frame of a clip identical -> every cropped frame identical (one box and one flip per clip).
+    method = tiny_method()
+    image = torch.randint(0, 256, (3, 1, 3, 40, 71), dtype=torch.uint8)
+    views = method.views({"frames": image.expand(3, T, 3, 40, 71).contiguous()}, torch.Generator().manual_seed(0))
+    assert torch.allclose(views.pixels, views.pixels[:, :1].expand_as(views.pixels))
+
+
+# --- targets and loss -------------------------------------------------------------------------------------
+
+
+def test_targets_equal_a_direct_per_tubelet_computation() -> None:
+    pixels = torch.rand(2, T, 3, 16, 24, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    targets = reconstruction_targets(pixels, TUBELET, PATCH)
+    rows, columns = 16 // PATCH, 24 // PATCH
+    assert targets.shape == (2, (T // TUBELET) * rows * columns, TUBELET * PATCH * PATCH * 3)
+    for b in range(2):
+        token = 0
+        for t in range(T // TUBELET):
+            for y in range(rows):
+                for x in range(columns):
+                    cube = pixels[b, t * TUBELET : (t + 1) * TUBELET, :, y * PATCH : (y + 1) * PATCH,
+                                  x * PATCH : (x + 1) * PATCH]  # fmt: skip
+                    values = cube.permute(0, 2, 3, 1).reshape(-1, 3)  # (frame, row, column) x channel
+                    expected = (values - values.mean(dim=0)) / (values.std(dim=0) + 1e-6)
+                    assert torch.allclose(targets[b, token].view(-1, 3), expected.float(), atol=1e-5)
+                    token += 1
+
+
+def test_tubelets_round_trip() -> None:
+    pixels = torch.rand(2, T, 3, 16, 24)
+    assert torch.equal(untubelet(tubelets(pixels, TUBELET, PATCH), tuple(pixels.shape), TUBELET, PATCH), pixels)
+
+
+def test_visible_tokens_never_enter_the_loss() -> None:
+    generator = torch.Generator().manual_seed(0)
+    mask = tube_mask(3, 2, 16, 0.75, generator)
+    prediction = torch.randn(3, 32, 10, generator=generator, requires_grad=True)
+    target = torch.randn(3, 32, 10, generator=generator)
+    loss = masked_reconstruction_loss(prediction, target, mask)
+    (gradient,) = torch.autograd.grad(loss, prediction)
+
+    visible = ~mask
+    noisy_prediction = prediction.detach().clone()
+    noisy_prediction[visible] = float("nan")
+    noisy_prediction.requires_grad_(True)
+    noisy_target = target.clone()
+    noisy_target[visible] = 1e6
+    noisy_loss = masked_reconstruction_loss(noisy_prediction, noisy_target, mask)
+    (noisy_gradient,) = torch.autograd.grad(noisy_loss, noisy_prediction)
+    assert torch.equal(loss, noisy_loss)
+    assert torch.equal(gradient, noisy_gradient)
+    assert torch.all(gradient[visible] == 0) and torch.all(gradient[mask].abs().sum(-1) > 0)
+    direct = ((prediction - target) ** 2)[mask].mean()
+    assert torch.allclose(loss, direct)
+
+
+def test_hidden_tubelets_never_reach_the_encoder() -> None:
+    method = tiny_method()
+    frames = torch.randint(0, 256, (2, T, 3, 40, 71), dtype=torch.uint8)
+    views = method.views({"frames": frames}, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        prediction = method.student(views.clips, views.visible_index)
+        pixel_tubelets = tubelets(views.clips.transpose(1, 2), TUBELET, PATCH)
+        pixel_tubelets[views.mask] = 100.0  # paint over every hidden tubelet
+        painted = untubelet(pixel_tubelets, tuple(views.clips.transpose(1, 2).shape), TUBELET, PATCH)
+        assert torch.equal(method.student(painted.transpose(1, 2), views.visible_index), prediction)
+
+
+def test_training_step_is_the_masked_mse_of_the_student_prediction() -> None:
+    method = tiny_method()
+    frames = torch.randint(0, 256, (2, T, 3, 40, 71), dtype=torch.uint8)
+    views = method.views({"frames": frames}, torch.Generator().manual_seed(0))
+    loss, _ = method.training_step(views, StepState(0, 0, 1e-3, 0.05, 0.0), method.student)
+    expected = masked_reconstruction_loss(method.student(views.clips, views.visible_index), views.targets, views.mask)
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert all(param.grad is not None for param in method.student.parameters())
+
+
+# --- networks ---------------------------------------------------------------------------------------------
+
+
+def test_position_embedding_is_fixed_distinct_and_spatial_at_every_time_step() -> None:
+    embedding = sinusoid_position_embedding((2, 3, 4), 48)
+    assert embedding.shape == (24, 48)
+    assert torch.cdist(embedding, embedding).add(torch.eye(24)).min() > 0.1
+    first, second = embedding.view(2, 12, 48)
+    assert torch.equal(first[:, 16:], second[:, 16:])  # the spatial part does not depend on time
+    assert torch.equal(sinusoid_position_embedding((1, 3, 4), 48), first)
+
+
+def test_blocks_use_fused_attention() -> None:
+    method = tiny_method()
+    blocks = [*method.student.encoder.blocks, *method.student.decoder.blocks]
+    assert blocks and all(block.attn.fused_attn for block in blocks)
+
+
+def test_image_encoder_equals_the_video_encoder_on_a_repeated_frame(tmp_path: Path) -> None:
+    from wtours.trainers.backbones import export_encoder
+    from wtours.trainers.features import load_encoder
+
+    method = tiny_method().eval()
+    images = torch.rand(3, 3, SIDE, SIDE)
+    clips = images.unsqueeze(2).expand(-1, -1, TUBELET, -1, -1)  # [B, 3, one tubelet of frames, S, S]
+    with torch.no_grad():
+        tokens, _ = method.student.encoder(clips)
+        vit = image_encoder(method.student.encoder, SIDE)
+        assert torch.allclose(vit.forward_features(images), tokens, atol=1e-5)
+        assert torch.allclose(vit(images), tokens.mean(dim=1), atol=1e-5)
+        export_encoder(method.encoder(), method.encoder_spec(), tmp_path / "encoder.safetensors")
+        loaded = load_encoder(None, tmp_path / "encoder.safetensors")
+        assert torch.allclose(loaded(images), tokens.mean(dim=1), atol=1e-5)
+        assert loaded(torch.rand(2, 3, 48, 40)).shape == (2, 48)  # other image sizes, as k-NN needs
+
+
+def test_bad_shapes_are_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(WtoursError, match="frames_per_clip=3 is not a multiple"):
+        tiny_method(**{"data.frames_per_clip": 3})
+    with pytest.raises(WtoursError, match="crop_size=36 is not a multiple"):
+        tiny_method(**{"videomae.crop_size": 36})
+    with pytest.raises(WtoursError, match=r"videomae\.mask_ratio"):
+        tiny_videomae_config(tmp_path, **{"videomae.mask_ratio": 1.0})
+
+
+@pytest.mark.parametrize("preset", ["videomae_vits16", "videomae_vitb16"])
+def test_shipped_presets_load(preset: str) -> None:
+    config = load_config(preset)
+    assert config.method == "videomae" and config.data.frames_per_clip == 16
+    assert config.method_options["mask_ratio"] == 0.9 and config.method_options["decoder_depth"] == 4
+
+
+# --- through the engine -----------------------------------------------------------------------------------
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_tiny_preset_loss_decreases_on_the_sample(tmp_path: Path, sample_clips) -> None:
+    from wtours.trainers.engine import pretrain
+
+    config = tiny_videomae_config(tmp_path, **{"optim.epochs": 8})
+    result = pretrain(config, sample_clips, show_progress=False)
+    losses = _losses(result.run_dir)
+    assert len(losses) == 8 * (len(sample_clips) // 4)
+    assert sum(losses[-5:]) / 5 < 0.95 * sum(losses[:5]) / 5, losses
+
+
+def test_resume_is_bit_exact(tmp_path: Path, sample_clips) -> None:
+    from wtours.trainers.checkpoint import load_checkpoint
+    from wtours.trainers.engine import CHECKPOINT_NAME, pretrain
+
+    settings = {"optim.epochs": 1, "optim.steps_per_epoch": 4}
+    straight = pretrain(tiny_videomae_config(tmp_path, **{"run.name": "straight", **settings}), sample_clips,
+                        show_progress=False)  # fmt: skip
+    config = tiny_videomae_config(tmp_path, **{"run.name": "resumed", **settings})
+    assert pretrain(config, sample_clips, stop_after_steps=2, show_progress=False).steps_done == 2
+    resumed = pretrain(config, sample_clips, resume=True, show_progress=False)
+    assert resumed.steps_done == straight.steps_done == 4
+    expected = load_checkpoint(straight.run_dir / CHECKPOINT_NAME)
+    actual = load_checkpoint(resumed.run_dir / CHECKPOINT_NAME)
+    for name, tensor in expected["method"].items():
+        assert torch.equal(tensor, actual["method"][name]), name
+    assert _losses(straight.run_dir) == _losses(resumed.run_dir)
+
+
+def test_reconstruction_grid_of_a_trained_run(tmp_path: Path, sample_clips, sample_video: Path) -> None:
+    from PIL import Image
+
+    from wtours.trainers.engine import pretrain
+    from wtours.trainers.reconstruct import write_reconstruction
+
+    run = pretrain(tiny_videomae_config(tmp_path, **{"optim.epochs": 1, "optim.steps_per_epoch": 2}), sample_clips,
+                   show_progress=False)  # fmt: skip
+    out = tmp_path / "grid.png"
+    figures = write_reconstruction(run.run_dir, sample_video, out, start_frame=10)
+    image = Image.open(out)
+    assert image.size == (T * SIDE + (T - 1) * 2, 3 * SIDE + 2 * 2)
+    assert figures["mask_ratio"] == 0.75 and figures["loss"] > 0
+    grid = torch.from_numpy(__import__("numpy").asarray(image)).permute(2, 0, 1).float() / 255
+    original, masked = grid[:, :SIDE, :SIDE], grid[:, SIDE + 2 : 2 * SIDE + 2, :SIDE]
+    grey = (masked - 0.5).abs().amax(dim=0) < 1e-2
+    assert 0.5 < grey.float().mean() <= 0.8  # 12 of 16 patches greyed (a real patch may also be grey)
+    assert torch.allclose(masked[:, ~grey], original[:, ~grey], atol=1 / 255)
+    with pytest.raises(WtoursError, match="runs past the end"):
+        write_reconstruction(run.run_dir, sample_video, out, start_frame=10_000)
