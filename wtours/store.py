@@ -44,9 +44,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        if tmp.exists():
-            # mkstemp creates files 0600; give the result the permissions a plain open() would have.
-            os.chmod(tmp, 0o666 & ~_umask())
+        if tmp.is_file() and not tmp.is_symlink():
+            # mkstemp creates files 0600; add the read/write bits a plain open() would give (keeping an
+            # executable bit). Never chmod through a symlink: that would change its target.
+            mode = tmp.stat().st_mode & 0o7777
+            os.chmod(tmp, mode | (0o666 & ~_umask()))
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
