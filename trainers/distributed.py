@@ -62,10 +62,12 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def replicas_agree(module: torch.nn.Module) -> bool:
-    """True when every process holds bit-identical parameters (compared through a checksum per tensor)."""
+    """True when every process holds the same parameters and buffers (e.g. DINO's center), compared
+    through a checksum per tensor."""
     if not is_active():
         return True
-    sums = torch.stack([p.detach().double().sum() for p in module.parameters()])
+    tensors = [*module.parameters(), *module.buffers()]
+    sums = torch.stack([tensor.detach().double().sum() for tensor in tensors])
     low, high = sums.clone(), sums.clone()
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
