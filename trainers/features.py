@@ -221,14 +221,21 @@ def extract_dataset_features(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
     )
-    chunks, labels = [], []
+    # Filled in place (allocated once the first batch gives the width): no second copy from concatenating.
+    features: torch.Tensor | None = None
+    labels = torch.empty(len(dataset), dtype=torch.long)
+    filled = 0
     with make_progress() as progress:
         task = progress.add_task(f"features {Path(root).name}", total=len(dataset))
         for images, targets in loader:
-            chunks.append(cls_features(model, images.to(device), n_last_blocks, avgpool_patches).float().cpu())
-            labels.append(targets)
+            batch = cls_features(model, images.to(device), n_last_blocks, avgpool_patches).float().cpu()
+            if features is None:
+                features = torch.empty(len(dataset), batch.shape[1])
+            features[filled : filled + len(batch)] = batch
+            labels[filled : filled + len(batch)] = targets
+            filled += len(batch)
             progress.advance(task, len(targets))
-    result = DatasetFeatures(torch.cat(chunks), torch.cat(labels).long(), list(dataset.classes))
+    result = DatasetFeatures(features, labels, list(dataset.classes))
     if cache_path is not None:
         with atomic_path(cache_path) as tmp:
             save_file({"features": result.features.contiguous(), "labels": result.labels}, str(tmp))
