@@ -1,0 +1,73 @@
+"""Frozen-encoder features: which tokens they are, and loading weights saved by training code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from wtours.errors import WtoursError
+from wtours.trainers.features import cls_features, load_encoder, patch_features
+
+TINY_VIT = {"embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": 8}
+
+
+def tiny_vit() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True, **TINY_VIT
+    ).eval()
+
+
+def block_outputs(model: torch.nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    tokens = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
+    outputs = []
+    for block in model.blocks:
+        tokens = block(tokens)
+        outputs.append(tokens)
+    return outputs
+
+
+def test_cls_features_concatenate_the_normed_cls_of_the_last_blocks():
+    model, images = tiny_vit(), torch.randn(2, 3, 32, 48)
+    outputs = block_outputs(model, images)
+    expected = torch.cat([model.norm(out)[:, 0] for out in outputs[-2:]], dim=-1)
+    assert torch.allclose(cls_features(model, images, n_last_blocks=2), expected, atol=1e-5)
+    with_pool = cls_features(model, images, n_last_blocks=1, avgpool_patches=True)
+    assert torch.allclose(with_pool[:, 32:], model.norm(outputs[-1])[:, 1:].mean(dim=1), atol=1e-5)
+    # The last [CLS] alone is what the encoder's own forward (num_classes=0) returns.
+    assert torch.allclose(cls_features(model, images, n_last_blocks=1), model(images), atol=1e-5)
+
+
+def test_patch_features_are_the_last_normed_patch_tokens_on_the_grid():
+    model, images = tiny_vit(), torch.randn(1, 3, 32, 48)
+    grid = patch_features(model, images)
+    assert grid.shape == (1, 4, 6, 32)
+    tokens = model.forward_features(images)[:, 1:]
+    assert torch.allclose(grid.reshape(1, 24, 32), tokens, atol=1e-5)
+    assert torch.allclose(grid[0, 1, 2], tokens[0, 1 * 6 + 2], atol=1e-5)  # row-major patch order
+
+
+def test_load_encoder_strips_training_wrappers_and_reads_the_architecture(tmp_path):
+    model = tiny_vit()
+    wrapped = {f"module.backbone.{name}": tensor.contiguous() for name, tensor in model.state_dict().items()}
+    path = tmp_path / "teacher.safetensors"
+    save_file(wrapped, str(path), {"timm_name": "vit_tiny_patch16_224", "kwargs": json.dumps(TINY_VIT)})
+    loaded = load_encoder(None, path)
+    images = torch.randn(1, 3, 32, 32)
+    assert not loaded.training
+    assert torch.allclose(loaded(images), model(images), atol=1e-6)
+
+
+def test_load_encoder_errors_name_the_problem(tmp_path):
+    path = tmp_path / "bare.safetensors"
+    save_file({name: t.contiguous() for name, t in tiny_vit().state_dict().items()}, str(path))
+    with pytest.raises(WtoursError, match="pass --arch"):
+        load_encoder(None, path)
+    with pytest.raises(WtoursError, match="no such weights file"):
+        load_encoder(None, tmp_path / "missing.safetensors")
+    with pytest.raises(WtoursError, match="vit_nonexistent"):
+        load_encoder("vit_nonexistent", path)
