@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 from wtours.analysis.window import WindowOutcome, WindowTask, run_window
-
 from wtours.errors import WtoursError
 
 ExecutorName = Literal["local", "ray"]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from wtours.analysis.run import VideoResult
 
+from wtours.analysis.run import VideoResult
 from wtours.store import atomic_path, atomic_write_text
 
 TOP_CLASSES = 10

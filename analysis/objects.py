@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from wtours.analysis.detectors import load_detector
 
+from wtours.analysis.detectors import load_detector
 from wtours.frames import FrameSize
 
 

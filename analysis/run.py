@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+import wtours
 from wtours.analysis.executors import ExecutorName, run_tasks, threads_per_worker
 from wtours.analysis.objects import empty_detections
 from wtours.analysis.settings import AnalysisSettings, settings_hash
@@ -33,8 +35,6 @@ from wtours.analysis.window import (
     plan_windows,
     window_stem,
 )
-
-import wtours
 from wtours.errors import WtoursError
 from wtours.frames import StreamInfo, stream_info
 from wtours.manifest import Manifest

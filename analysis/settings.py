@@ -18,7 +18,8 @@ class AnalysisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     analysis_width: int = Field(256, ge=16, description="frame width for lightness and shots (PySceneDetect's)")
-    interpolation: Literal["BILINEAR", "AREA", "FAST_BILINEAR", "BICUBIC"] = "BILINEAR"
+    # How FFmpeg shrinks frames; see wtours.frames.iter_frames for the speed of each.
+    interpolation: Literal["FAST_BILINEAR", "AREA", "BILINEAR", "POINT"] = "FAST_BILINEAR"
     window_seconds: float = Field(300.0, gt=0, description="length of one work unit")
     duration: float | None = Field(None, gt=0, description="analyze only the first seconds of each video")
     blank_lightness: float = Field(4.0, ge=0, le=100, description="mean L* below which a frame is blank")

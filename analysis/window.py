@@ -16,7 +16,6 @@ from pathlib import Path
 
 from wtours.analysis.base import Analyzer
 from wtours.analysis.settings import AnalysisSettings, detector_key, settings_hash
-
 from wtours.errors import WtoursError
 from wtours.frames import FrameSize, StreamInfo, iter_frames, scaled_size
 from wtours.store import atomic_path, atomic_write_text

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from wtours.analysis.lightness import LightnessAnalyzer
 
+from wtours.analysis.lightness import LightnessAnalyzer
 from wtours.frames import FrameSize, iter_frames, scaled_size, stream_info
 from wtours.sample.encode import h264_writer
 

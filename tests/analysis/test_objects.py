@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+
 from wtours.analysis.objects import ObjectAnalyzer
 from wtours.analysis.run import analyze_videos
 from wtours.analysis.settings import AnalysisSettings
 from wtours.analysis.window import VideoInput
-
 from wtours.errors import WtoursError
 from wtours.frames import FrameSize
 from wtours.sample import photo_paths

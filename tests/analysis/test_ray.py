@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from wtours.analysis.run import analyze_videos
 from wtours.analysis.settings import AnalysisSettings
 from wtours.analysis.window import VideoInput
-
 from wtours.store import Store
 
 

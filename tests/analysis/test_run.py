@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from wtours.analysis.run import RESULT_FILES, analyze_videos
 from wtours.analysis.settings import AnalysisSettings
 from wtours.analysis.window import VideoInput
-
 from wtours.sample import render_numbered
 from wtours.store import Store
 

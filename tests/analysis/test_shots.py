@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from wtours.analysis.shots import ShotScoreAnalyzer, detect_cuts, shot_table
 
+from wtours.analysis.shots import ShotScoreAnalyzer, detect_cuts, shot_table
 from wtours.frames import FrameSize, iter_frames, scaled_size, stream_info
 
 
