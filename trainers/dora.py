@@ -152,10 +152,15 @@ def track_objects(prototypes: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
 
 def object_masks(
-    tracks: torch.Tensor, patch_grid: tuple[int, int], size: int, *, threshold_per_clip: bool = True
+    tracks: torch.Tensor,
+    patch_grid: tuple[int, int],
+    size: int | tuple[int, int],
+    *,
+    threshold_per_clip: bool = True,
 ) -> torch.Tensor:
-    """Binary masks [B, k, T, size, size] from tracks [B, k, T, P]: each map L2-normalised over its patches,
-    kept where above the mean, then upsampled (nearest) from the patch grid to ``size``.
+    """Binary masks [B, k, T, height, width] from tracks [B, k, T, P]: each map L2-normalised over its patches,
+    kept where above the mean, then upsampled (nearest) from the patch grid to ``size`` (a side or
+    (height, width)).
 
     ``threshold_per_clip`` compares each map with its own mean; False reproduces the release, whose mean
     is taken over the whole batch of clips for each object and frame (so a clip's mask depends on which
@@ -166,7 +171,9 @@ def object_masks(
     keep = (maps > maps.mean(dim=mean_dims, keepdim=True)).float()
     n_clips, n_objects, n_frames, _ = keep.shape
     grids = keep.reshape(n_clips * n_objects * n_frames, 1, *patch_grid)
-    return F.interpolate(grids, size=(size, size), mode="nearest").reshape(n_clips, n_objects, n_frames, size, size)
+    height, width = (size, size) if isinstance(size, int) else size
+    upsampled = F.interpolate(grids, size=(height, width), mode="nearest")
+    return upsampled.reshape(n_clips, n_objects, n_frames, height, width)
 
 
 @torch.no_grad()
