@@ -20,16 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from wtours.errors import WtoursError
 from wtours.pipelines.clipdata import ClipSampler
+from wtours.store import atomic_write_json, atomic_write_text
 from wtours.trainers import distributed
 from wtours.trainers.backbones import BackboneSpec, export_encoder
 from wtours.trainers.checkpoint import load_checkpoint, save_checkpoint
 from wtours.trainers.config import TrainConfig, config_to_tree
 from wtours.trainers.methods import Method, ScheduleShape, StepState, method_module
 from wtours.trainers.schedules import cosine_schedule
-
-from wtours.errors import WtoursError
-from wtours.store import atomic_write_json, atomic_write_text
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ENCODER_NAME = "encoder.safetensors"
@@ -119,6 +119,61 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
+def prepare_student(
+    method: Method, *, compile_model: bool, process: distributed.ProcessInfo, device: torch.device
+) -> nn.Module:
+    """The student as the loop calls it: compiled in place if asked, wrapped in DDP across processes."""
+    if compile_model:
+        method.student.compile()
+        if method.teacher is not None:
+            method.teacher.compile()
+    if not process.is_distributed:
+        return method.student
+    device_ids = [process.local_rank] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(method.student, device_ids=device_ids)
+
+
+@dataclass
+class Optimization:
+    """One training step, independent of where batches come from (the loop and the benchmark share it)."""
+
+    method: Method
+    student: nn.Module  # method.student, possibly compiled / DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp_dtype: torch.dtype
+    clip_grad: float
+    freeze_last_layer_steps: int
+
+    def step(
+        self, batch: dict[str, Any], state: StepState, generator: torch.Generator
+    ) -> tuple[float, float, dict[str, float]]:
+        """Views -> loss -> backward -> clip -> freeze -> AdamW -> EMA. Returns (loss, grad norm, extras);
+        raises NonFiniteLossError before touching any weight if the loss is NaN or infinite."""
+        views = self.method.views(batch, generator)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype != torch.float32):
+            loss, extra = self.method.training_step(views, state, self.student)
+        loss_value = float(distributed.all_reduce_mean(loss.detach().float()))
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(f"loss is {loss_value} at step {state.step + 1} (epoch {state.epoch})")
+        for group in self.optimizer.param_groups:
+            group["lr"] = state.lr
+            group["weight_decay"] = state.weight_decay if group["decay"] else 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = clip_per_parameter(self.method.student, self.clip_grad)
+        if state.step < self.freeze_last_layer_steps:
+            for name, param in self.method.student.named_parameters():
+                if "last_layer" in name:
+                    param.grad = None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.method.teacher_update(state.momentum)
+        return loss_value, grad_norm, extra
+
+
 def build_sampler(dataset_size: int, config: TrainConfig, process: distributed.ProcessInfo) -> ClipSampler:
     """The item order: a permutation per (seed, epoch), split across processes, resumable mid-epoch."""
     return ClipSampler(dataset_size, seed=config.run.seed, num_replicas=process.world_size, rank=process.rank)
@@ -184,6 +239,7 @@ def _train(
     )
     optimizer = torch.optim.AdamW(param_groups(method.student), lr=0.0, betas=optim.betas)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    freeze_last_layer_steps = round(optim.freeze_last_layer * steps_per_epoch)
 
     samples_per_step = optim.batch_size * process.world_size
     lr_schedule = cosine_schedule(
@@ -194,7 +250,6 @@ def _train(
     )
     wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, total_steps)
     momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, total_steps)
-    freeze_last_layer_steps = round(optim.freeze_last_layer * steps_per_epoch)
 
     start_step = 0
     if resume and checkpoint_path.exists():
@@ -216,15 +271,16 @@ def _train(
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_tree(config), sort_keys=False))
     metrics = MetricsLog(run_dir / "metrics.jsonl", start_step, enabled=process.is_main)
 
-    if config.run.compile:
-        method.student.compile()
-        if method.teacher is not None:
-            method.teacher.compile()
-    student: nn.Module = method.student
-    if process.is_distributed:
-        student = nn.parallel.DistributedDataParallel(
-            method.student, device_ids=[process.local_rank] if device.type == "cuda" else None
-        )
+    optimization = Optimization(
+        method=method,
+        student=prepare_student(method, compile_model=config.run.compile, process=process, device=device),
+        optimizer=optimizer,
+        scaler=scaler,
+        device=device,
+        amp_dtype=amp_dtype,
+        clip_grad=optim.clip_grad,
+        freeze_last_layer_steps=freeze_last_layer_steps,
+    )
 
     def save(step_done: int) -> None:
         if process.is_main:
@@ -270,9 +326,6 @@ def _train(
                 seed = step_seed(config.run.seed, process.rank, step)
                 torch.manual_seed(seed)
                 generator = torch.Generator().manual_seed(seed)
-                for group in optimizer.param_groups:
-                    group["lr"] = float(lr_schedule[step])
-                    group["weight_decay"] = float(wd_schedule[step]) if group["decay"] else 0.0
                 state = StepState(
                     step=step,
                     epoch=epoch,
@@ -282,31 +335,18 @@ def _train(
                 )
                 batch["frames"] = batch["frames"].to(device, non_blocking=True)
                 images_per_sample = batch["frames"].shape[1]
-                views = method.views(batch, generator)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
-                    loss, extra = method.training_step(views, state, student)
-                loss_value = float(distributed.all_reduce_mean(loss.detach().float()))
-                if not math.isfinite(loss_value):
+                try:
+                    loss_value, grad_norm, extra = optimization.step(batch, state, generator)
+                except NonFiniteLossError as err:
                     saved = (
                         f"the checkpoint {checkpoint_path} is intact"
                         if checkpoint_path.exists()
                         else "no checkpoint was written"
                     )
                     raise NonFiniteLossError(
-                        f"loss is {loss_value} at step {step + 1} (epoch {epoch}); stopped, {saved}. Lower "
-                        "optim.lr, lengthen optim.warmup_epochs, or use run.precision=bf16/fp32"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                grad_norm = clip_per_parameter(method.student, optim.clip_grad)
-                if step < freeze_last_layer_steps:
-                    for name, param in method.student.named_parameters():
-                        if "last_layer" in name:
-                            param.grad = None
-                scaler.step(optimizer)
-                scaler.update()
-                method.teacher_update(state.momentum)
+                        f"{err}; stopped, {saved}. Lower optim.lr, lengthen optim.warmup_epochs, or use "
+                        "run.precision=bf16/fp32"
+                    ) from None
 
                 step += 1
                 last_loss = loss_value
