@@ -185,3 +185,51 @@ def eval_tracks(
     tracks = track_clip(encoder, clip, n_objects=n_objects, heads=heads, seed=seed)
     strip_path, gif_path = write_tracks(tracks, out_dir, name=name)
     return strip_path, gif_path, tracks
+
+
+def demo_dora(workdir: Path, videos: list[Path], *, show_progress: bool = True) -> dict[str, object]:
+    """The demo's DoRA stage: the tiny DoRA preset on clips decoded from ``videos`` (CPU, a minute), then
+    the tracks of its teacher on the first clip. Idempotent: a finished run is reused.
+
+    Writes ``workdir/runs/dora-tiny/`` and ``workdir/tracks/dora-tiny.png|.gif``; returns their paths, the
+    first and last logged losses and the mean mask area.
+    """
+    from wtours.progress import console
+    from wtours.store import read_json
+    from wtours.trainers.config import load_config
+    from wtours.trainers.engine import CHECKPOINT_NAME
+    from wtours.trainers.launch import run_pretrain
+
+    config = load_config(
+        "dora_tiny_cpu", {"run.output_dir": str(workdir / "runs"), "data.stride": 3, "run.device": "cpu"}
+    )
+    summary = read_json(config.run_dir / "summary.json") or {}
+    if not summary or summary.get("steps_done") != summary.get("total_steps"):
+        resume = (config.run_dir / CHECKPOINT_NAME).exists()
+        run_pretrain(config, videos=videos, resume=resume, show_progress=show_progress)
+    records = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    options = config.method_options
+    strip_path, gif_path, tracks = eval_tracks(
+        config.run_dir,
+        videos[0],
+        workdir / "tracks",
+        frames_per_clip=config.data.frames_per_clip,
+        stride=config.data.stride,
+        height=options["global_crops_size"],
+        n_objects=options["n_objects"],
+        device="cpu",
+        name=config.run.name,
+    )
+    console.print(
+        f"DoRA (tiny, CPU): loss {records[0]['loss']:.3f} -> {records[-1]['loss']:.3f} over {len(records)} steps; "
+        f"{len(tracks.heads)} objects tracked over {tracks.frames.shape[0]} frames -> {strip_path}, {gif_path}",
+        highlight=False,
+    )
+    return {
+        "run_dir": str(config.run_dir),
+        "first_loss": records[0]["loss"],
+        "last_loss": records[-1]["loss"],
+        "mask_area": float(tracks.masks.float().mean()),
+        "strip": str(strip_path),
+        "gif": str(gif_path),
+    }
