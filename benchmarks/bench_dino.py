@@ -1,0 +1,158 @@
+"""Throughput and peak memory of one DINO training step, per precision / attention / compile setting.
+
+    python benchmarks/bench_dino.py                    # GPU: ViT-S/16, 2x224 + 8x96 crops, batch 64
+    python benchmarks/bench_dino.py --tiny             # CPU sanity run: 2-block ViT, 64/32 px crops
+    python benchmarks/bench_dino.py --modes official,bf16 --batch-size 128 --out bench.json
+
+Every mode runs the engine's own training step (GPU-side multi-crop, forward of teacher and student,
+DINO loss, backward, per-parameter clipping, AdamW, EMA) on synthetic uint8 frames already on the device,
+so data loading is excluded. Modes:
+
+- ``official``: the official DINO recipe's numerics: fp16 autocast with loss scaling, unfused attention
+  (softmax(QK^T)V written out, as in the released ``vision_transformer.py``), no compile;
+- ``fp32``: full precision (TF32 matmuls on GPUs that have them), fused attention (SDPA);
+- ``bf16``: bf16 autocast, fused attention — the engine's default on GPUs;
+- ``bf16-compile``: the same under ``torch.compile``.
+
+Images/s counts source images (each gives 2 global + N local crops). Speed-up is against ``official``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from wtours.trainers.config import load_config
+from wtours.trainers.distributed import ProcessInfo
+from wtours.trainers.engine import Optimization, param_groups, prepare_student
+from wtours.trainers.methods import ScheduleShape, StepState, method_module
+
+MODES = {
+    "official": dict(amp=torch.float16, fused=False, compile=False),
+    "fp32": dict(amp=torch.float32, fused=True, compile=False),
+    "bf16": dict(amp=torch.bfloat16, fused=True, compile=False),
+    "bf16-compile": dict(amp=torch.bfloat16, fused=True, compile=True),
+}
+
+
+def set_fused_attention(module: torch.nn.Module, fused: bool) -> None:
+    for child in module.modules():
+        if hasattr(child, "fused_attn"):
+            child.fused_attn = fused
+
+
+def bench_mode(
+    mode: str, *, preset: str, batch_size: int, steps: int, warmup: int, frame_size: tuple[int, int], device
+) -> dict[str, float | str]:
+    settings = MODES[mode]
+    config = load_config(preset, {"optim.batch_size": batch_size})
+    module = method_module(config.method)
+    options = module.Options.model_validate(config.method_options)
+    torch.manual_seed(0)
+    method = module.build(config, options, ScheduleShape(epochs=1, steps_per_epoch=steps + warmup)).to(device)
+    set_fused_attention(method, settings["fused"])
+    optimization = Optimization(
+        method=method,
+        student=prepare_student(
+            method, compile_model=settings["compile"], process=ProcessInfo(), device=device
+        ),
+        optimizer=torch.optim.AdamW(param_groups(method.student), lr=0.0),
+        scaler=torch.amp.GradScaler(device.type, enabled=settings["amp"] == torch.float16),
+        device=device,
+        amp_dtype=settings["amp"],
+        clip_grad=config.optim.clip_grad,
+        freeze_last_layer_steps=0,
+    )
+    height, width = frame_size
+    frames = torch.randint(0, 256, (batch_size, 1, 3, height, width), dtype=torch.uint8, device=device)
+    state = StepState(
+        step=0, epoch=0, lr=config.optim.lr * batch_size / 256, weight_decay=0.04, momentum=0.996
+    )
+    method.train()
+
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for index in range(warmup):
+        optimization.step({"frames": frames}, state, torch.Generator().manual_seed(index))
+    synchronize()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for index in range(steps):
+        loss, _, _ = optimization.step(
+            {"frames": frames}, state, torch.Generator().manual_seed(warmup + index)
+        )
+    synchronize()
+    elapsed = time.perf_counter() - start
+    result: dict[str, float | str] = {
+        "mode": mode,
+        "images_per_s": batch_size * steps / elapsed,
+        "step_ms": 1000 * elapsed / steps,
+        "last_loss": loss,
+    }
+    if device.type == "cuda":
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tiny", action="store_true", help="tiny CPU preset (sanity figures, no GPU needed)")
+    parser.add_argument("--modes", default=None, help=f"comma-separated, from {', '.join(MODES)}")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (GPU 64, tiny 8)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (GPU 20, tiny 5)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (GPU 5, tiny 1)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    tiny = args.tiny or device.type == "cpu"
+    preset = "dino_tiny_cpu" if tiny else "dino_vits16"
+    default_modes = "fp32" if device.type == "cpu" else ",".join(MODES)
+    modes = (args.modes or default_modes).split(",")
+    batch_size = args.batch_size or (8 if tiny else 64)
+    steps = args.steps or (5 if tiny else 20)
+    warmup = args.warmup if args.warmup is not None else (1 if tiny else 5)
+    frame_size = (96, 160) if tiny else (288, 512)
+
+    results = []
+    for mode in modes:
+        result = bench_mode(
+            mode,
+            preset=preset,
+            batch_size=batch_size,
+            steps=steps,
+            warmup=warmup,
+            frame_size=frame_size,
+            device=device,
+        )
+        results.append(result)
+        print(json.dumps(result), flush=True)
+
+    baseline = next((r["images_per_s"] for r in results if r["mode"] == "official"), None)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"\nDINO {preset}, batch {batch_size}, {name}, torch {torch.__version__}\n")
+    print("| mode | images/s | ms/step | peak memory (GiB) | speed-up vs official |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        memory = f"{r['peak_memory_gib']:.1f}" if "peak_memory_gib" in r else "-"
+        speedup = f"{r['images_per_s'] / baseline:.2f}x" if baseline else "-"
+        print(f"| {r['mode']} | {r['images_per_s']:.1f} | {r['step_ms']:.0f} | {memory} | {speedup} |")
+    if args.out:
+        meta = {"device": name, "preset": preset, "batch_size": batch_size, "torch": torch.__version__}
+        args.out.write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
