@@ -31,8 +31,11 @@ def run_tasks(
 
 
 def threads_per_worker(workers: int) -> int:
-    """FFmpeg decoding threads per worker so that workers x threads fills the machine's cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    """FFmpeg decoding threads per worker so that workers x threads fills the machine's cores
+    (0 for a single worker: FFmpeg's own choice, which is what the decode floor is measured with)."""
+    if workers <= 1:
+        return 0
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _run_local(tasks: Sequence[WindowTask], *, workers: int) -> Iterator[WindowOutcome]:

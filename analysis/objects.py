@@ -41,7 +41,7 @@ class ObjectAnalyzer:
         self.confidence = confidence
         self.image_size = image_size
         self.batch_size = batch_size
-        self._detector = load_detector(detector, confidence, image_size, device)
+        self.device = device
         self._scale = np.array(
             [video_size[0] / frame_size.width, video_size[1] / frame_size.height] * 2, dtype=np.float32
         )
@@ -68,8 +68,10 @@ class ObjectAnalyzer:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        names = self._detector.class_names
-        for (index, time, _), found in zip(batch, self._detector.detect([rgb for _, _, rgb in batch]), strict=True):
+        # Loaded at the first batch (and cached per process), so describing the analyzer costs nothing.
+        detector = load_detector(self.detector_name, self.confidence, self.image_size, self.device)
+        names = detector.class_names
+        for (index, time, _), found in zip(batch, detector.detect([rgb for _, _, rgb in batch]), strict=True):
             self._sampled["frame"].append(index)
             self._sampled["time"].append(time)
             self._sampled["objects"].append(len(found.class_ids))

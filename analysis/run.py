@@ -149,7 +149,7 @@ def videos_from_paths(paths: Sequence[Path], group: str = "videos") -> list[Vide
 
 
 def _window_cached(task: WindowTask) -> bool:
-    analyzers = build_analyzers(task.stream, task.settings, load_models=False)
+    analyzers = build_analyzers(task.stream, task.settings)
     return all(
         is_done(part_dir(Path(task.analysis_dir), analyzer, task.stream, task.settings), task.start, task.end)
         for analyzer in analyzers
@@ -163,7 +163,7 @@ def merge_video(
 
     Skipped when summary.json already records the same windows and settings: a re-run does nothing.
     """
-    analyzers = build_analyzers(stream, settings, load_models=False)
+    analyzers = build_analyzers(stream, settings)
     folders = {analyzer.name: part_dir(analysis_dir, analyzer, stream, settings) for analyzer in analyzers}
     stems = [window_stem(task.start, task.end) for task in tasks]
     merge_settings = settings.model_dump(

@@ -104,10 +104,10 @@ def analysis_frame_sizes(stream: StreamInfo, settings: AnalysisSettings) -> tupl
     return small, detector
 
 
-def build_analyzers(stream: StreamInfo, settings: AnalysisSettings, *, load_models: bool = True) -> list[Analyzer]:
-    """The analyzers these settings ask for. With ``load_models=False`` the detector is only described
-    (for cache keys), not loaded."""
+def build_analyzers(stream: StreamInfo, settings: AnalysisSettings) -> list[Analyzer]:
+    """The analyzers these settings ask for (cheap: a detector loads at its first batch)."""
     from wtours.analysis.lightness import LightnessAnalyzer
+    from wtours.analysis.objects import ObjectAnalyzer
     from wtours.analysis.shots import ShotScoreAnalyzer
 
     small, detector_size = analysis_frame_sizes(stream, settings)
@@ -116,47 +116,19 @@ def build_analyzers(stream: StreamInfo, settings: AnalysisSettings, *, load_mode
         ShotScoreAnalyzer(small, fps=stream.fps, luma_only=settings.luma_only),
     ]
     if settings.detector:
-        if load_models:
-            from wtours.analysis.objects import ObjectAnalyzer
-
-            analyzers.append(
-                ObjectAnalyzer(
-                    detector_size,
-                    detector=settings.detector,
-                    detector_key=detector_key(settings.detector),
-                    video_size=(stream.width, stream.height),
-                    confidence=settings.detector_confidence,
-                    image_size=settings.detector_width,
-                    batch_size=settings.detector_batch,
-                    device=settings.device,
-                )
+        analyzers.append(
+            ObjectAnalyzer(
+                detector_size,
+                detector=settings.detector,
+                detector_key=detector_key(settings.detector),
+                video_size=(stream.width, stream.height),
+                confidence=settings.detector_confidence,
+                image_size=settings.detector_width,
+                batch_size=settings.detector_batch,
+                device=settings.device,
             )
-        else:
-            analyzers.append(_DescribedObjects(detector_size, settings))
+        )
     return analyzers
-
-
-class _DescribedObjects:
-    """The object analyzer's name and settings, without loading a model (for cache look-ups)."""
-
-    name = "objects"
-    warmup_frames = 0
-
-    def __init__(self, frame_size: FrameSize, settings: AnalysisSettings):
-        from wtours.analysis.objects import ObjectAnalyzer
-
-        self.frame_size = frame_size
-        self._settings = {
-            "version": ObjectAnalyzer.version,
-            "detector": detector_key(settings.detector or ""),
-            "size": [frame_size.width, frame_size.height],
-            "every_n": frame_size.every_n,
-            "confidence": settings.detector_confidence,
-            "image_size": settings.detector_width,
-        }
-
-    def settings(self) -> dict:
-        return self._settings
 
 
 def part_dir(analysis_dir: Path, analyzer: Analyzer, stream: StreamInfo, settings: AnalysisSettings) -> Path:
@@ -181,12 +153,11 @@ def run_window(task: WindowTask) -> WindowOutcome:
     began = time.perf_counter()
     outcome = WindowOutcome(task.video_id, task.start, task.end)
     try:
-        described = build_analyzers(task.stream, task.settings, load_models=False)
-        folders = {a.name: part_dir(Path(task.analysis_dir), a, task.stream, task.settings) for a in described}
-        missing = {name for name, folder in folders.items() if not is_done(folder, task.start, task.end)}
-        if not missing:
+        analyzers = build_analyzers(task.stream, task.settings)
+        folders = {a.name: part_dir(Path(task.analysis_dir), a, task.stream, task.settings) for a in analyzers}
+        analyzers = [a for a in analyzers if not is_done(folders[a.name], task.start, task.end)]
+        if not analyzers:
             return outcome
-        analyzers = [a for a in build_analyzers(task.stream, task.settings) if a.name in missing]
         _feed(task, analyzers)
         for analyzer in analyzers:
             _write_tables(task, analyzer, folders[analyzer.name])

@@ -76,7 +76,9 @@ def test_ultralytics_backend_runs_batched_offline():
 
 
 def test_missing_weights_are_a_one_line_error(tmp_path):
-    with pytest.raises(WtoursError, match="detector weights not found"):
-        ObjectAnalyzer(FrameSize(64, 48), detector=str(tmp_path / "no.pt"), video_size=(64, 48))
-    with pytest.raises(WtoursError, match="missing"):
-        ObjectAnalyzer(FrameSize(64, 48), detector=str(tmp_path / "no.cfg"), video_size=(64, 48))
+    frame = np.zeros((48, 64, 3), np.uint8)
+    for weights, message in ((tmp_path / "no.pt", "detector weights not found"), (tmp_path / "no.cfg", "missing")):
+        analyzer = ObjectAnalyzer(FrameSize(64, 48), detector=str(weights), video_size=(64, 48))
+        analyzer.process_frame(0, 0.0, frame)
+        with pytest.raises(WtoursError, match=message):
+            analyzer.tables()
