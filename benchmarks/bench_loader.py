@@ -1,0 +1,240 @@
+"""Clip-loading throughput: the released DoRA loader's approach vs. wtours' training proxies.
+
+One synthetic 4K60 H.264 source (detailed, noisy, a keyframe every 2 s like a YouTube download), clips of
+T=8 frames at stride 60 starting anywhere (DoRA's sampling), read through a torch DataLoader with 1, 2
+and 4 workers. For every configuration: clips/s and the peak memory (PSS, main process + workers).
+
+  baseline-4k    open the 4K file in every sample, seek and decode each frame (as decord does in DoRA)
+  h264-gop60     320-px H.264 proxy, keyframe every 60 frames, decoder opened once per worker
+  h264-intra     320-px H.264 proxy, every frame a keyframe, decoder opened once per worker
+  jpeg-shards    wtours' proxy (pipelines/proxy.py): every frame a JPEG, read by offset
+
+    .venv/bin/python benchmarks/bench_loader.py                 # ~5 min on 2 cores
+    .venv/bin/python benchmarks/bench_loader.py --seconds 6 --baseline-clips 4 --proxy-seconds 5
+
+Prints a Markdown table (and writes it with the raw numbers to --out as JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from wtours.pipelines.clip_index import ClipSpec
+from wtours.pipelines.clipdata import ClipDataset
+from wtours.pipelines.curate import CurateOptions, curate_video
+from wtours.pipelines.proxy import ProxySettings, proxy_dir, proxy_size
+from wtours.store import Store
+
+T, STRIDE, SHORT_SIDE = 8, 60, 320
+
+
+def make_4k_source(path: Path, seconds: float) -> None:
+    """Detailed, moving, noisy 3840x2160 at 60 fps: test pattern + per-frame grain, GOP 120 (2 s).
+
+    About 35 Mbit/s, in the range of YouTube's 4K60 H.264 streams the Walking Tours are fetched from."""
+    import imageio_ffmpeg
+
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error",
+         "-f", "lavfi", "-i", f"testsrc2=size=3840x2160:rate=60:duration={seconds}",
+         "-vf", "noise=alls=6:allf=t", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+         "-g", "120", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+
+
+def make_h264_proxy(source: Path, target: Path, width: int, height: int, gop: int) -> None:
+    import imageio_ffmpeg
+
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-nostdin", "-loglevel", "error", "-i", str(source),
+         "-vf", f"scale={width}:{height}:flags=area", "-c:v", "libx264", "-preset", "veryfast", "-crf", "20",
+         "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(target)],
+        check=True,
+    )  # fmt: skip
+
+
+class H264Clips(Dataset):
+    """Clips from an H.264 file by frame number, decoding from the keyframe before each frame unless the
+    decoder is already in that GOP (decord's strategy). ``reopen_per_sample`` mimics the DoRA release."""
+
+    def __init__(self, path: Path, starts: np.ndarray, gop: int, *, reopen_per_sample: bool) -> None:
+        self.path, self.starts, self.gop, self.reopen = path, starts, gop, reopen_per_sample
+        self._container = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import av
+
+        if self._container is None or self.reopen:
+            if self._container is not None:
+                self._container.close()
+            self._container = av.open(str(self.path))
+            self._container.streams.video[0].thread_type = "AUTO"
+            self._position = -1
+            self._frames = None
+        stream = self._container.streams.video[0]
+        rate, time_base = Fraction(stream.average_rate), stream.time_base
+        images = []
+        for target in int(self.starts[i]) + STRIDE * np.arange(T):
+            keyframe = target // self.gop * self.gop
+            if not keyframe <= self._position < target:
+                self._container.seek(int(keyframe / rate / time_base), stream=stream, backward=True)
+                self._frames = self._container.decode(stream)
+            for frame in self._frames:
+                self._position = round(frame.pts * time_base * rate)
+                if self._position >= target:
+                    images.append(frame.to_ndarray(format="rgb24"))
+                    break
+        return {"frames": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), "start_frame": int(self.starts[i])}
+
+
+class PeakMemory:
+    """Samples the proportional set size of this process and its children every 50 ms; keeps the peak."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _total(self) -> int:
+        import psutil
+
+        total = 0
+        for process in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += process.memory_full_info().pss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._total())
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(dataset: Dataset, workers: int, *, clips: int | None, seconds: float | None) -> dict[str, float]:
+    """clips/s after a warm-up batch per worker, reading random clips until ``clips`` or ``seconds``."""
+    sampler = RandomSampler(dataset, replacement=True, num_samples=10**6, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(dataset, batch_size=1, sampler=sampler, num_workers=workers, prefetch_factor=2)
+    with PeakMemory() as memory:
+        iterator = iter(loader)
+        for _ in range(workers):  # warm-up: workers started, decoders opened
+            next(iterator)
+        done, start = 0, time.perf_counter()
+        while (clips is None or done < clips) and (seconds is None or time.perf_counter() - start < seconds):
+            batch = next(iterator)
+            assert batch["frames"].shape[1] == T
+            done += 1
+        elapsed = time.perf_counter() - start
+        del iterator
+    return {"clips": done, "seconds": round(elapsed, 2), "clips_per_s": round(done / elapsed, 2),
+            "peak_pss_mb": round(memory.peak / 2**20)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="Length of the synthetic 4K60 source.")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--baseline-clips", type=int, default=4, help="Clips read per baseline configuration.")
+    parser.add_argument("--proxy-seconds", type=float, default=8.0, help="Seconds of reading per proxy config.")
+    parser.add_argument("--workdir", type=Path, default=None, help="Keep the source and proxies here.")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/bench_loader.json"))
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="wtours-bench-loader-"))
+    store = Store.at(workdir / "data")
+    store.videos_dir.mkdir(parents=True, exist_ok=True)
+    source = store.video_path("bench4k")
+    if not source.is_file():
+        started = time.perf_counter()
+        make_4k_source(source, args.seconds)
+        print(f"4K60 source: {time.perf_counter() - started:.0f} s to encode", file=sys.stderr)
+    n_frames = round(args.seconds * 60)
+    folder = store.analysis_dir("bench4k")
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = np.arange(n_frames)
+    pd.DataFrame({"frame": frames, "time": frames / 60, "lightness": 50.0, "luma": 0.5, "blank": False,
+                  "frozen": False}).to_parquet(folder / "frames.parquet")  # fmt: skip
+    pd.DataFrame({"shot": [0], "start_frame": [0], "end_frame": [n_frames]}).to_parquet(folder / "shots.parquet")
+
+    build: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    options = CurateOptions(ClipSpec(T, STRIDE), ProxySettings(short_side=SHORT_SIDE))
+    curate_video(store, "bench4k", options, show_progress=False)
+    jpeg_dir = proxy_dir(store, "bench4k", SHORT_SIDE)
+    build["jpeg-shards"] = {"build_s": time.perf_counter() - started,
+                            "bytes": sum(p.stat().st_size for p in jpeg_dir.glob("shard-*.jpg.bin"))}  # fmt: skip
+    width, height = proxy_size(3840, 2160, SHORT_SIDE)
+    for name, gop in (("h264-gop60", 60), ("h264-intra", 1)):
+        target = workdir / f"{name}.mp4"
+        started = time.perf_counter()
+        if not target.is_file():
+            make_h264_proxy(source, target, width, height, gop)
+        build[name] = {"build_s": time.perf_counter() - started, "bytes": target.stat().st_size}
+
+    jpeg = ClipDataset(store.root, ["bench4k"], frames_per_clip=T, stride=STRIDE, mode="any_start")
+    starts = np.array([jpeg.locate(i)[1] for i in range(len(jpeg))])
+    candidates: dict[str, tuple[Dataset, dict[str, Any]]] = {
+        "baseline-4k": (H264Clips(source, starts, 120, reopen_per_sample=True), {"clips": args.baseline_clips}),
+        "h264-gop60": (H264Clips(workdir / "h264-gop60.mp4", starts, 60, reopen_per_sample=False), {}),
+        "h264-intra": (H264Clips(workdir / "h264-intra.mp4", starts, 1, reopen_per_sample=False), {}),
+        "jpeg-shards": (jpeg, {}),
+    }
+    results = []
+    for name, (dataset, limit) in candidates.items():
+        for workers in args.workers:
+            row = {"loader": name, "workers": workers,
+                   **measure(dataset, workers, clips=limit.get("clips"), seconds=None if limit else args.proxy_seconds)}  # fmt: skip
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
+
+    baseline = {row["workers"]: row["clips_per_s"] for row in results if row["loader"] == "baseline-4k"}
+    lines = [f"Clips of T={T} at stride {STRIDE} from a {args.seconds:g} s 3840x2160 60 fps H.264 source; "
+             f"proxies {width}x{height}; {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.", "",
+             "| loader | workers | clips/s | x baseline | peak memory (PSS, MB) | proxy size per frame |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for row in results:
+        size = build.get(row["loader"], {}).get("bytes")
+        per_frame = f"{size / n_frames / 1024:.0f} KiB" if size else "(4K source)"
+        lines.append(f"| {row['loader']} | {row['workers']} | {row['clips_per_s']:.2f} | "
+                     f"{row['clips_per_s'] / baseline[row['workers']]:.0f}x | {row['peak_pss_mb']} | {per_frame} |")  # fmt: skip
+    lines += ["", "Proxy build from the 4K source: " + ", ".join(
+        f"{name} {values['build_s'] / args.seconds:.1f} s per source second" for name, values in build.items())]  # fmt: skip
+    table = "\n".join(lines)
+    print(table)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"results": results, "build": build, "table": table}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
