@@ -100,8 +100,9 @@ def write_attention_grid(
     mass: float | None = None,
     device: str = "auto",
 ) -> list[Path]:
-    """Load the encoder, draw the attention grid of ``image_paths`` and write it as ``out`` with the
-    suffixes ``.png`` and ``.pdf``, atomically. Returns the two paths."""
+    """Load the encoder (safetensors, or a run folder holding its exported encoder), draw the attention grid
+    of ``image_paths`` and write it as ``out`` with the suffixes ``.png`` and ``.pdf``, atomically.
+    Returns the two paths."""
     from PIL import Image
 
     from wtours.store import atomic_write_bytes

@@ -129,8 +129,16 @@ def run_linear_probe(
 ) -> dict:
     """Extract (or read cached) features of both splits, train the probe, write the results JSON atomically."""
     from wtours.store import atomic_write_json
-    from wtours.trainers.features import EvalTransform, extract_dataset_features, file_digest, load_encoder, pick_device
+    from wtours.trainers.features import (
+        EvalTransform,
+        encoder_file,
+        extract_dataset_features,
+        file_digest,
+        load_encoder,
+        pick_device,
+    )
 
+    weights = encoder_file(weights)
     torch_device = pick_device(device)
     model = load_encoder(arch, weights)
     if not 1 <= n_last_blocks <= len(model.blocks):

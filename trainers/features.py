@@ -26,10 +26,11 @@ _WRAPPER_PREFIXES = ("module.", "backbone.", "encoder.")
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> the GPU when there is one, else the CPU; otherwise the device named."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The training engine's rule: ``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a
+    GPU is an error rather than a silent CPU run."""
+    from wtours.trainers.engine import resolve_device
+
+    return resolve_device(name)
 
 
 def _strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -43,17 +44,26 @@ def _strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.T
     return state
 
 
+def encoder_file(path: Path) -> Path:
+    """The weights file meant by ``path``: itself, or a run folder's exported encoder."""
+    from wtours.trainers.engine import ENCODER_NAME
+
+    path = Path(path)
+    return path / ENCODER_NAME if path.is_dir() else path
+
+
 def load_encoder(arch: str | None, weights_path: Path, *, dynamic_img_size: bool = True) -> nn.Module:
     """A timm ViT (no classifier) with the weights of ``weights_path`` (safetensors), in eval mode.
 
-    ``arch`` is a timm name such as ``vit_small_patch16_224``; None reads it from the file's metadata,
-    which `wtours.trainers.backbones.export_encoder` writes. Works offline: nothing is downloaded.
+    ``weights_path`` may also be a run folder (``runs/<name>``): its exported encoder is used. ``arch`` is a
+    timm name such as ``vit_small_patch16_224``; None reads it from the file's metadata, which
+    `wtours.trainers.backbones.export_encoder` writes. Works offline: nothing is downloaded.
     """
     import timm
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    weights_path = Path(weights_path)
+    weights_path = encoder_file(weights_path)
     if not weights_path.is_file():
         raise WtoursError(f"{weights_path}: no such weights file")
     try:

@@ -62,6 +62,18 @@ def test_load_encoder_strips_training_wrappers_and_reads_the_architecture(tmp_pa
     assert torch.allclose(loaded(images), model(images), atol=1e-6)
 
 
+def test_load_encoder_reads_what_training_exports_from_the_run_folder(tmp_path):
+    from wtours.trainers.backbones import BackboneSpec, export_encoder
+    from wtours.trainers.engine import ENCODER_NAME
+
+    spec = BackboneSpec("vit_tiny_patch16_224", TINY_VIT)
+    model = spec.create().eval()
+    export_encoder(model, spec, tmp_path / ENCODER_NAME)
+    loaded = load_encoder(None, tmp_path)  # the run folder, as `wtours eval knn` accepts it
+    images = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(loaded(images), model(images), atol=1e-6)
+
+
 def test_load_encoder_errors_name_the_problem(tmp_path):
     path = tmp_path / "bare.safetensors"
     save_file({name: t.contiguous() for name, t in tiny_vit().state_dict().items()}, str(path))
