@@ -186,7 +186,7 @@ def _feed(task: WindowTask, analyzers: list[Analyzer]) -> None:
     for frame in frames:
         for analyzer in analyzers:
             image = frame.images.get(_size_key(analyzer.frame_size))
-            if image is not None:
+            if image is not None and frame.index >= task.start - analyzer.warmup_frames:
                 analyzer.process_frame(frame.index, frame.time, image)
         last_seen = frame.index
     if not task.open_ended:
