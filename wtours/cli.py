@@ -245,7 +245,7 @@ def analyze(
         "with cores/workers threads. Raise it on many-core machines."
     ),
     executor: str = typer.Option(
-        "local", "--executor", help="local (process pool) or ray (needs wtours[ray]; see --ray-address)."
+        "local", "--executor", help="local (process pool) or ray (the ray extra: pip install 'wtours\\[ray]')."
     ),
     ray_address: str | None = typer.Option(
         None,
