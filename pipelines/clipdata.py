@@ -65,7 +65,10 @@ class ClipDataset(Dataset):
             raise WtoursError(f"clip dataset mode must be 'index' or 'any_start', got {mode!r}")
         self.store = Store.at(data_dir)
         self.frames_per_clip, self.stride, self.mode, self.seed = frames_per_clip, stride, mode, seed
-        self.filters = ClipFilters(**filters) if isinstance(filters, dict) else (filters or ClipFilters())
+        try:
+            self.filters = ClipFilters(**filters) if isinstance(filters, dict) else (filters or ClipFilters())
+        except TypeError:
+            raise WtoursError(f"clip filters are max_darkness and min_motion, got {sorted(filters)}") from None
         self.video_ids = list(video_ids) if video_ids is not None else self._indexed_videos()
         if not self.video_ids:
             raise WtoursError(f"no clip index under {self.store.root / 'clips'}; run `wtours curate` first")
@@ -206,4 +209,5 @@ class ClipSampler(Sampler[int]):
             yield item
 
     def __len__(self) -> int:
-        return self.samples_per_rank - self.position
+        """Items the next ``__iter__`` yields (a finished epoch counts in full: it would be replayed)."""
+        return self.samples_per_rank - (self.position if self.position < self.samples_per_rank else 0)

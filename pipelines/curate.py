@@ -42,14 +42,19 @@ class CurateResult:
 def curate_video(store: Store, video_id: str, options: CurateOptions = CurateOptions(), *,
                  show_progress: bool = True) -> pd.DataFrame:  # fmt: skip
     """Build (or keep) the proxy of ``video_id`` and write its clip index; return the index."""
+    from wtours.progress import console
+
     frames, shots = _analysis_tables(store, video_id)
     directory = ensure_proxy(store, video_id, options.proxy, show_progress=show_progress)
     reader = ProxyReader(directory, rebuild_hint=f"wtours curate --only {video_id}")
-    if reader.frame_count != len(frames):
+    if len(frames) > reader.frame_count:
         raise WtoursError(
             f"{video_id}: the analysis covers {len(frames)} frames but the video has {reader.frame_count}; "
             f"re-run `wtours analyze --only {video_id}`"
         )
+    if len(frames) < reader.frame_count:  # e.g. `wtours analyze --duration`: only measured frames are curated
+        console.print(f"[yellow]{video_id}[/]: the analysis covers the first {len(frames)} of "
+                      f"{reader.frame_count} frames; clips come from those only", highlight=False)  # fmt: skip
     try:
         index = build_clip_index(
             video_id, frames, shots, options.clips,

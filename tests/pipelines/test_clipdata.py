@@ -103,6 +103,7 @@ def test_resuming_mid_epoch_continues_the_sequence(data_dir: Path) -> None:
     uninterrupted = ClipSampler(dataset, seed=7)
     uninterrupted.set_epoch(2)
     full = list(uninterrupted)
+    assert len(uninterrupted) == len(full)  # what the next epoch (or a replay) yields, for len(loader)
 
     interrupted = ClipSampler(dataset, seed=7)
     interrupted.set_epoch(2)

@@ -157,6 +157,13 @@ def test_a_changed_source_or_setting_makes_the_proxy_stale(numbered_store: Store
     assert not (directory / "shard-00004.jpg.bin").exists()  # old shards went with the old source
 
 
+def test_a_partial_analysis_curates_the_measured_frames_only(numbered_store: Store) -> None:
+    frames, shots = analysis_tables(200, [137], BLANK, FROZEN)  # as `wtours analyze --duration` leaves it
+    write_analysis(numbered_store, "num", frames, shots)
+    index = curate_video(numbered_store, "num", CurateOptions(SPEC, PROXY), show_progress=False)
+    assert 0 < len(index) and index.end_frame.max() <= 200
+
+
 def test_missing_analysis_is_one_clear_error(numbered_store: Store) -> None:
     (numbered_store.analysis_dir("num") / "shots.parquet").unlink()
     results = curate_videos(numbered_store, ["num", "absent"], CurateOptions(SPEC, PROXY), show_progress=False)
