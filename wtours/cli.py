@@ -350,6 +350,13 @@ def curate(
     shard_frames: int = typer.Option(
         3600, "--shard-frames", min=1, help="Frames per proxy shard: the unit a build resumes from after a stop."
     ),
+    webdataset: Path | None = typer.Option(
+        None,
+        "--webdataset",
+        help="Also export the clips as WebDataset tar shards into this folder (for clusters that stream "
+        "training data from object storage).",
+        show_default=False,
+    ),
 ) -> None:
     """Build each video's training proxy ([bold]proxies/<id>/[/]) and clip index ([bold]clips/<id>.parquet[/])."""
     from wtours.pipelines.clip_index import ClipSpec
@@ -363,6 +370,13 @@ def curate(
         proxy=ProxySettings(short_side=proxy_short_side, jpeg_qscale=jpeg_qscale, frames_per_shard=shard_frames),
     )
     results = curate_videos(store, select_video_ids(store, manifest, _split_ids(only), group), options)
+    if webdataset is not None:
+        from wtours.pipelines.webdataset_export import export_webdataset
+
+        for result in results:
+            if result.ok:
+                for path in export_webdataset(store, result.video_id, webdataset):
+                    typer.echo(path)
     if any(not result.ok for result in results):
         raise typer.Exit(1)
 

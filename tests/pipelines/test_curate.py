@@ -161,7 +161,7 @@ def test_a_partial_analysis_curates_the_measured_frames_only(numbered_store: Sto
     frames, shots = analysis_tables(200, [137], BLANK, FROZEN)  # as `wtours analyze --duration` leaves it
     write_analysis(numbered_store, "num", frames, shots)
     index = curate_video(numbered_store, "num", CurateOptions(SPEC, PROXY), show_progress=False)
-    assert 0 < len(index) and index.end_frame.max() <= 200
+    assert len(index) > 0 and index.end_frame.max() <= 200
 
 
 def test_missing_analysis_is_one_clear_error(numbered_store: Store) -> None:
@@ -190,3 +190,24 @@ def test_cli_curates_by_id_and_fails_per_video(numbered_store: Store) -> None:
     assert len(pd.read_parquet(numbered_store.clips_path("num"))) > 0
     failed = CliRunner().invoke(app, [*arguments, "--only", "num,ghost"])
     assert failed.exit_code == 1
+
+
+def test_webdataset_export_holds_the_clips_frames(numbered_store: Store, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from wtours.pipelines.webdataset_export import export_webdataset
+
+    index = curate_video(numbered_store, "num", CurateOptions(SPEC, PROXY), show_progress=False)
+    shards = export_webdataset(numbered_store, "num", tmp_path / "wds", clips_per_shard=10)
+    assert len(shards) == -(-len(index) // 10)
+    with tarfile.open(shards[1]) as tar:
+        members = {member.name: tar.extractfile(member).read() for member in tar.getmembers()}
+    clip = index.iloc[10]
+    key = f"num-c{clip['clip']:08d}"
+    assert {f"{key}.f{t:02d}.jpg" for t in range(SPEC.frames_per_clip)} | {f"{key}.json"} <= set(members)
+    numbers = [read_frame_number(np.asarray(Image.open(io.BytesIO(members[f"{key}.f{t:02d}.jpg"]))))
+               for t in range(SPEC.frames_per_clip)]  # fmt: skip
+    assert numbers == SPEC.frame_numbers(int(clip["start_frame"])).tolist()
