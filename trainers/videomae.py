@@ -268,8 +268,9 @@ class VideoMAENetwork(nn.Module):
 # The encoder as an image encoder
 
 
-def image_encoder_spec(encoder: VideoMAEEncoder, image_size: int) -> BackboneSpec:
-    """The timm ViT that `image_encoder` fills: mean-pooled normed tokens, no [CLS], no classifier."""
+def image_encoder_spec(encoder: VideoMAEEncoder, image_size: int, arch: str = "vit_base") -> BackboneSpec:
+    """The timm ViT that `image_encoder` fills: mean-pooled normed tokens, no [CLS], no classifier. ``arch``
+    only names it (``vit_small_patch16_224``); the keyword arguments set every dimension."""
     patch_size = encoder.patch_embed.patch_size
     first = encoder.blocks[0]
     kwargs = {
@@ -282,17 +283,17 @@ def image_encoder_spec(encoder: VideoMAEEncoder, image_size: int) -> BackboneSpe
         "global_pool": "avg",
         "fc_norm": False,
     }
-    return BackboneSpec("vit_base_patch16_224", kwargs)
+    return BackboneSpec(f"{arch}_patch16_224", kwargs)
 
 
 @torch.no_grad()
-def image_encoder(encoder: VideoMAEEncoder, image_size: int) -> nn.Module:
+def image_encoder(encoder: VideoMAEEncoder, image_size: int, arch: str = "vit_base") -> nn.Module:
     """A timm ViT on images equal to ``encoder`` on one-tubelet clips of the image repeated in time.
 
     Its forward returns the mean of the normed tokens (VideoMAE has no [CLS]); ``forward_features`` gives
     the tokens. The fixed position embedding of the first time step becomes its (frozen) ``pos_embed``.
     """
-    spec = image_encoder_spec(encoder, image_size)
+    spec = image_encoder_spec(encoder, image_size, arch)
     vit = spec.create(dynamic_img_size=True)
     grid = (1, image_size // encoder.patch_embed.patch_size, image_size // encoder.patch_embed.patch_size)
     state = {
@@ -419,11 +420,12 @@ class VideoMAE(Method):
 
     def encoder(self) -> nn.Module:
         """The encoder as an image encoder (see `image_encoder`), on CPU in float32."""
-        return image_encoder(self.student.encoder, self.options.crop_size)
+        return image_encoder(self.student.encoder, self.options.crop_size, self.arch)
 
-    def encoder_spec(self) -> BackboneSpec:
-        """How timm rebuilds `encoder()`: what the engine should write next to the exported weights."""
-        return image_encoder_spec(self.student.encoder, self.options.crop_size)
+    def encoder_spec(self, config: TrainConfig | None = None) -> BackboneSpec:
+        """How timm rebuilds `encoder()`, to be written beside the exported weights. It follows from the
+        network itself (``config`` is accepted for the method interface and not needed)."""
+        return image_encoder_spec(self.student.encoder, self.options.crop_size, self.arch)
 
 
 def build(config: TrainConfig, options: Options, shape: ScheduleShape) -> VideoMAE:
