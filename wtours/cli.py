@@ -604,6 +604,214 @@ def eval_knn(
     typer.echo(f"majority class\ttop1={report['majority_class_top1']:.2f}%  ({report['n_val']} val images)")
 
 
+@eval_app.command("linear")
+def eval_linear(
+    encoder: Path = typer.Argument(
+        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
+    ),
+    labelled: Path | None = typer.Option(
+        None,
+        "--data",
+        exists=True,
+        file_okay=False,
+        help="Labelled set with train/<class>/* and val/<class>/* images (ImageFolder layout), e.g. ImageNet. "
+        "Default: the built-in set of person/bus crops from the embedded sample.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(
+        Path("linear.json"), "--out", "-o", help="Results JSON: top-1, top-5, per-epoch val top-1, provenance."
+    ),
+    arch: str | None = typer.Option(
+        None,
+        "--arch",
+        help="timm architecture, e.g. vit_small_patch16_224. Default: the one named in the weights file "
+        "(wtours exports name it); give it for weights saved elsewhere.",
+        show_default=False,
+    ),
+    epochs: int = typer.Option(100, "--epochs", min=1, help="Epochs over the cached features (DINO: 100)."),
+    lr: float = typer.Option(
+        0.01,
+        "--lr",
+        min=0.0,
+        help="SGD learning rate at a batch of 256, scaled linearly with --batch-size (DINO: 0.01). Sweep it "
+        "(e.g. 0.001-0.1) when encoders' feature scales differ.",
+    ),
+    batch_size: int = typer.Option(512, "--batch-size", min=1, help="Features per SGD step (DINO: 512)."),
+    weight_decay: float = typer.Option(
+        0.0, "--weight-decay", min=0.0, help="L2 penalty; raise it (e.g. 1e-4) if the probe overfits a small set."
+    ),
+    n_last_blocks: int = typer.Option(
+        4,
+        "--n-last-blocks",
+        min=1,
+        help="Concatenate the [CLS] of this many last blocks (DINO: 4 for ViT-S, 1 with --avgpool for ViT-B).",
+    ),
+    avgpool: bool = typer.Option(
+        False, "--avgpool/--no-avgpool", help="Also append the last block's mean patch token (DINO for ViT-B)."
+    ),
+    resize: int = typer.Option(256, "--resize", min=16, help="Short side before the centre crop (DINO: 256)."),
+    crop: int = typer.Option(224, "--crop", min=16, help="Centre crop fed to the encoder (DINO: 224)."),
+    cache_dir: Path = typer.Option(
+        Path(".cache/features"),
+        "--cache-dir",
+        help="Feature cache keyed by weights hash + images + transform: reruns with another --lr or --epochs "
+        "skip the encoder. Delete the folder to reclaim disk.",
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the features and store nothing."),
+    feature_batch_size: int = typer.Option(
+        128, "--feature-batch-size", min=1, help="Images per encoder forward pass; lower it on a small GPU."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+    num_workers: int = typer.Option(2, "--num-workers", min=0, help="Image-decoding processes."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the classifier's initialisation and the batch order."),
+    sample_dir: Path = typer.Option(
+        Path("data/labelled/sample"), "--sample-dir", help="Where the built-in labelled set is written once."
+    ),
+) -> None:
+    """Linear probe on frozen [CLS] features (DINO's protocol): SGD, momentum 0.9, cosine schedule; top-1/top-5."""
+    from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe
+    from wtours.trainers.knn import make_sample_labelled_set
+
+    labelled = labelled or make_sample_labelled_set(sample_dir)
+    report = run_linear_probe(
+        encoder,
+        labelled / "train",
+        labelled / "val",
+        out,
+        arch=arch,
+        config=LinearProbeConfig(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed),
+        n_last_blocks=n_last_blocks,
+        avgpool_patches=avgpool,
+        resize=resize,
+        crop=crop,
+        cache_dir=None if no_cache else cache_dir,
+        feature_batch_size=feature_batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
+    typer.echo(f"top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%  -> {out}")
+
+
+@eval_app.command("attention")
+def eval_attention(
+    encoder: Path = typer.Argument(
+        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
+    ),
+    images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Images to show, one grid row each."),
+    out: Path = typer.Option(
+        Path("attention.png"), "--out", "-o", help="Grid image; the same name with .pdf is written beside it."
+    ),
+    arch: str | None = typer.Option(
+        None, "--arch", help="timm architecture; default: the one named in the weights file.", show_default=False
+    ),
+    image_size: int = typer.Option(
+        480,
+        "--image-size",
+        min=16,
+        help="Images are resized to this square, a multiple of the patch size (DINO: 480). Lower it for a "
+        "smaller grid; raise it for finer maps at more memory.",
+    ),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.01,
+        max=1.0,
+        help="Instead of raw maps, show the image inside the fewest patches holding this share of each head's "
+        "attention (DINO's figures: 0.6).",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+) -> None:
+    """Per-head [CLS] attention of the last block, one column per head (PNG and PDF)."""
+    from wtours.trainers.eval_attention import write_attention_grid
+
+    for path in write_attention_grid(
+        encoder, images, out, arch=arch, image_size=image_size, mass=threshold, device=device
+    ):
+        typer.echo(path)
+
+
+@eval_app.command("davis")
+def eval_davis(
+    encoder: Path = typer.Argument(
+        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
+    ),
+    davis_root: Path = typer.Argument(
+        ...,
+        exists=True,
+        file_okay=False,
+        help="DAVIS-2017 folder: JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png (palette masks), "
+        "ImageSets/2017/<split>.txt.",
+    ),
+    out_dir: Path = typer.Option(
+        Path("davis"),
+        "--out",
+        "-o",
+        help="Folder for the predicted palette PNGs (<seq>/<frame>.png, readable by the DAVIS toolkit), "
+        "per_object.csv and summary.json.",
+    ),
+    arch: str | None = typer.Option(
+        None, "--arch", help="timm architecture; default: the one named in the weights file.", show_default=False
+    ),
+    split: str = typer.Option(
+        "val", "--split", help="Sequence list ImageSets/2017/<split>.txt; 'train' to tune settings."
+    ),
+    sequences: list[str] | None = typer.Option(
+        None, "--sequence", help="Only these sequences (repeat or separate by commas), for a quick check."
+    ),
+    resolution: str = typer.Option("480p", "--resolution", help="Frame folder under JPEGImages/ and Annotations/."),
+    n_last_frames: int = typer.Option(
+        7, "--n-last-frames", min=0, help="Previous predicted frames used as sources besides the first (DINO: 7)."
+    ),
+    temperature: float = typer.Option(
+        0.1, "--temperature", min=1e-4, help="Softmax temperature of the affinities (DINO: 0.1); lower = sharper."
+    ),
+    neighbourhood: int = typer.Option(
+        12,
+        "--neighbourhood",
+        min=0,
+        help="Sources lie at most this many patches away in row and column (DINO: 12); 0 = anywhere. "
+        "Scale it with the patch grid when you change --short-side or the patch size.",
+    ),
+    topk: int = typer.Option(5, "--topk", min=1, help="Source patches each target patch averages (DINO: 5)."),
+    short_side: int = typer.Option(
+        480, "--short-side", min=16, help="Frames are resized to this short side (DINO: 480); lower it to save memory."
+    ),
+    bound_th: float = typer.Option(
+        0.008,
+        "--bound-th",
+        min=0.0,
+        help="Boundary tolerance of F: a fraction of the image diagonal, or pixels if >= 1 (DAVIS: 0.008).",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+) -> None:
+    """DAVIS-2017 video object segmentation by label propagation of frozen patch features; J, F and J&F."""
+    from wtours.trainers.eval_davis import PropagationConfig, run_davis_for_encoder
+
+    config = PropagationConfig(
+        n_last_frames=n_last_frames,
+        temperature=temperature,
+        neighbourhood=neighbourhood,
+        topk=topk,
+        short_side=short_side,
+    )
+    summary = run_davis_for_encoder(
+        encoder,
+        davis_root,
+        out_dir,
+        arch=arch,
+        device=device,
+        config=config,
+        split=split,
+        resolution=resolution,
+        sequences=_split_ids(sequences),
+        bound_th=bound_th,
+    )
+    typer.echo(
+        f"J&F {summary['JF_mean']:.3f}  J {summary['J_mean']:.3f}  F {summary['F_mean']:.3f}  "
+        f"({summary['objects']} objects in {summary['sequences']} sequences) -> {out_dir}"
+    )
+
+
 # --- pretrain / eval (issue 5+): commands are added above this line by the training work ---
 
 

@@ -1,0 +1,44 @@
+"""`wtours eval linear|attention|davis` through the real CLI on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+from test_eval_attention import write_images
+from test_eval_davis import write_synthetic_davis
+from test_eval_linear import write_image_folder, write_tiny_vit
+from typer.testing import CliRunner
+
+from wtours.cli import app
+
+
+def test_eval_commands_write_their_results(tmp_path):
+    runner = CliRunner()
+    weights = write_tiny_vit(tmp_path / "w.safetensors")
+    write_image_folder(tmp_path / "train", 6, 0)
+    write_image_folder(tmp_path / "val", 4, 1)
+    result = runner.invoke(app, [
+        "eval", "linear", str(weights), "--data", str(tmp_path), "-o", str(tmp_path / "l.json"),
+        "--n-last-blocks", "2", "--resize", "32", "--crop", "32", "--epochs", "3", "--num-workers", "0",
+        "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "l.json").read_text())
+    assert 0.0 <= report["top1"] <= report["top5"] <= 1.0
+
+    images = write_images(tmp_path / "imgs")
+    result = runner.invoke(app, [
+        "eval", "attention", str(weights), *map(str, images), "-o", str(tmp_path / "a.png"),
+        "--image-size", "32", "--threshold", "0.6", "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a.png").stat().st_size > 0 and (tmp_path / "a.pdf").stat().st_size > 0
+
+    write_synthetic_davis(tmp_path / "davis")
+    result = runner.invoke(app, [
+        "eval", "davis", str(weights), str(tmp_path / "davis"), "-o", str(tmp_path / "dout"),
+        "--short-side", "64", "--sequence", "squares", "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "dout" / "summary.json").read_text())
+    assert 0.0 <= summary["JF_mean"] <= 1.0 and summary["sequences"] == 1
