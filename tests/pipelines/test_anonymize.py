@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,13 @@ def zidane_frames() -> list[np.ndarray]:
     return [np.ascontiguousarray(photo[:, shift : shift + WIDTH]) for shift in range(0, 2 * N_FRAMES, 2)]
 
 
+@functools.cache
+def detector() -> FaceBlurrer:
+    return FaceBlurrer(WIDTH, HEIGHT, SETTINGS)  # one network: its first forward pass is the slow one
+
+
 def face_boxes(rgb: np.ndarray) -> np.ndarray:
-    return FaceBlurrer(WIDTH, HEIGHT, SETTINGS).detect(rgb)
+    return detector().detect(rgb)
 
 
 def inside(boxes: np.ndarray) -> np.ndarray:
