@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -274,7 +275,9 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_tiny_preset_trains_and_resumes_bit_exactly(tmp_path: Path, sample_frames) -> None:
+def test_tiny_preset_trains_and_resumes_bit_exactly(tmp_path: Path, sample_frames, sample_video: Path) -> None:
+    from wtours.trainers.tracks import eval_tracks, load_teacher_encoder
+
     clips = _sample_clips(sample_frames)
     straight = pretrain(_tiny_dora(tmp_path, **{"run.name": "straight"}), clips, show_progress=False)
     config = _tiny_dora(tmp_path, **{"run.name": "resumed"})
@@ -289,3 +292,65 @@ def test_tiny_preset_trains_and_resumes_bit_exactly(tmp_path: Path, sample_frame
     records = [json.loads(line) for line in (second.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [record["step"] for record in records] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(record["loss"]) and 0 < record["mask_area"] < 1 for record in records)
+    # The run's checkpoint is enough to look at what its teacher tracks.
+    teacher = load_teacher_encoder(second.run_dir / CHECKPOINT_NAME)
+    assert all(
+        torch.equal(tensor, resumed[f"teacher.backbone.{name}"]) for name, tensor in teacher.state_dict().items()
+    )
+    _, _, tracks = eval_tracks(
+        second.run_dir, sample_video, tmp_path / "tracks", frames_per_clip=3, stride=10, height=48
+    )
+    assert tracks.masks.shape[:2] == (3, 3)  # three of the three heads, over three frames
+
+
+@pytest.mark.slow
+def test_student_learns_the_teachers_targets_on_the_sample(tmp_path: Path, sample_frames) -> None:
+    # DINO-style losses first rise while the centre catches up with the teacher's mean output, whatever
+    # the learning does. With the centre following each batch at once and the teacher held fixed, what is
+    # left is the student learning to match the teacher's targets through masked clips and local crops.
+    overrides = {
+        "optim.epochs": 3,
+        "optim.lr": 0.2,
+        "optim.momentum_teacher": 1.0,
+        "optim.weight_decay": 0.0,
+        "optim.weight_decay_end": 0.0,
+        "dora.center_momentum": 0.0,
+    }
+    result = pretrain(_tiny_dora(tmp_path, **overrides), _sample_clips(sample_frames), show_progress=False)
+    losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 18 and all(math.isfinite(loss) for loss in losses)
+    # Step 1 runs with the initial zero centre; from step 2 on the targets are centred.
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[1:6]) / 5, losses
+
+
+# --- wtours eval tracks --------------------------------------------------------------------------------
+
+
+def test_tracks_pictures_from_an_exported_encoder(tmp_path: Path, sample_video: Path) -> None:
+    from PIL import Image
+
+    from wtours.trainers.backbones import BackboneSpec, export_encoder
+    from wtours.trainers.tracks import eval_tracks
+
+    spec = BackboneSpec("vit_tiny_patch16_224", {"embed_dim": 48, "depth": 2, "num_heads": 3})
+    torch.manual_seed(0)
+    export_encoder(spec.create(), spec, tmp_path / "encoder.safetensors")
+    strip, gif, tracks = eval_tracks(
+        tmp_path / "encoder.safetensors", sample_video, tmp_path / "out", frames_per_clip=3, stride=10, height=48,
+        n_objects=2, heads=[2, 0],
+    )  # fmt: skip
+    height, width = tracks.frames.shape[-2:]
+    assert height == 48 and width % 16 == 0 and tracks.heads == [2, 0]
+    assert tracks.masks.shape == (2, 3, height, width) and tracks.masks.any() and not tracks.masks.all()
+    with Image.open(strip) as picture:
+        assert picture.size == (3 * width, 3 * height)  # T columns; the frames plus one row per object
+        top_left = torch.from_numpy(np.array(picture.convert("RGB")))[:height, :width]
+    assert torch.equal(top_left.permute(2, 0, 1), tracks.frames[0])
+    with Image.open(gif) as animation:
+        assert animation.n_frames == 3 and animation.size == (width, height)
+    with pytest.raises(WtoursError, match="heads"):
+        eval_tracks(
+            tmp_path / "encoder.safetensors", sample_video, tmp_path, frames_per_clip=3, stride=10, height=48, heads=[3]
+        )
+    with pytest.raises(WtoursError, match="frames from frame"):
+        eval_tracks(tmp_path / "encoder.safetensors", sample_video, tmp_path / "out", start_frame=170, height=48)
