@@ -282,3 +282,35 @@ def test_reconstruction_grid_of_a_trained_run(tmp_path: Path, sample_clips, samp
     assert torch.allclose(masked[:, ~grey], original[:, ~grey], atol=1 / 255)
     with pytest.raises(WtoursError, match="runs past the end"):
         write_reconstruction(run.run_dir, sample_video, out, start_frame=10_000)
+
+
+def test_trains_on_curated_clips(tmp_path: Path, sample_video: Path) -> None:
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    from wtours.pipelines.clip_index import ClipSpec
+    from wtours.pipelines.clipdata import ClipDataset
+    from wtours.pipelines.curate import CurateOptions, curate_video
+    from wtours.pipelines.proxy import ProxySettings
+    from wtours.store import Store
+    from wtours.trainers.engine import pretrain
+
+    store = Store.at(tmp_path / "data")
+    store.videos_dir.mkdir(parents=True)
+    shutil.copy(sample_video, store.video_path("walk"))
+    n_frames = 180  # 6 s at 30 fps, one shot, nothing blank or frozen
+    frame = np.arange(n_frames)
+    store.analysis_dir("walk").mkdir(parents=True)
+    pd.DataFrame({"frame": frame, "time": frame / 30, "lightness": 50.0, "luma": 0.5, "blank": False,
+                  "frozen": False}).to_parquet(store.analysis_dir("walk") / "frames.parquet")  # fmt: skip
+    pd.DataFrame({"shot": [0], "start_frame": [0], "end_frame": [n_frames]}).to_parquet(
+        store.analysis_dir("walk") / "shots.parquet"
+    )
+    options = CurateOptions(ClipSpec(T, 2), ProxySettings(short_side=40, frames_per_shard=64))
+    curate_video(store, "walk", options, show_progress=False)
+    dataset = ClipDataset(store.root, frames_per_clip=T, stride=2)
+    config = tiny_videomae_config(tmp_path, **{"optim.epochs": 1, "optim.steps_per_epoch": 3})
+    result = pretrain(config, dataset, show_progress=False)
+    assert result.steps_done == 3 and np.isfinite(result.last_loss)
