@@ -351,7 +351,6 @@ class MaskedClips:
     mask: torch.Tensor  # [B, tokens] bool, True = hidden
     visible_index: torch.Tensor  # [B, visible] long
     targets: torch.Tensor  # [B, tokens, tubelet * patch * patch * 3] float32
-    pixels: torch.Tensor  # [B, T, 3, S, S] float in [0, 1] (for pictures of the reconstruction)
 
 
 class VideoMAE(Method):
@@ -397,7 +396,7 @@ class VideoMAE(Method):
             pixels, self.options.tubelet_size, self.patch_size, self.options.normalize_target
         )
         clips = normalize(pixels.flatten(0, 1)).view_as(pixels).transpose(1, 2)
-        return MaskedClips(clips, mask, visible_indices(mask), targets, pixels)
+        return MaskedClips(clips, mask, visible_indices(mask), targets)
 
     def views(self, batch: dict[str, Any], generator: torch.Generator) -> MaskedClips:
         """One multi-scale crop and flip per clip (the same for all its frames), then a tube mask per clip."""

@@ -99,7 +99,7 @@ def test_views_crop_and_flip_whole_clips() -> None:
     method = tiny_method()
     image = torch.randint(0, 256, (3, 1, 3, 40, 71), dtype=torch.uint8)
     views = method.views({"frames": image.expand(3, T, 3, 40, 71).contiguous()}, torch.Generator().manual_seed(0))
-    assert torch.allclose(views.pixels, views.pixels[:, :1].expand_as(views.pixels))
+    assert torch.allclose(views.clips, views.clips[:, :, :1].expand_as(views.clips))
 
 
 # --- targets and loss -------------------------------------------------------------------------------------
