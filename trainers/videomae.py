@@ -12,8 +12,8 @@ generator (the data path), so a resumed run sees exactly the masks the uninterru
 As an image encoder (k-NN, linear probe, DAVIS), an image is a clip of one tubelet whose frames are all
 the same image: the 3-D patch embedding then equals a 2-D one whose kernel is the tubelet kernel summed
 over time, and the position embedding is the one of the first time step. `image_encoder` builds exactly
-that network as a plain timm ViT (no [CLS] token, mean-pooled normed tokens), which `encoder()` returns
-and the engine exports, so every evaluation loads a VideoMAE run like any other.
+that network as a plain timm ViT (no [CLS] token, mean-pooled normed tokens): `encoder()` returns it and
+`encoder_spec()` describes it for the export, so every evaluation loads a VideoMAE run like any other.
 """
 
 from __future__ import annotations
