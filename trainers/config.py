@@ -64,12 +64,15 @@ class OptimConfig(Section):
 
 
 class DataConfig(Section):
+    """Which curated clips to read (see wtours.pipelines.clipdata) and how many loader workers."""
+
     data_dir: Path = Path("data")
     video_ids: list[str] | None = None
     frames_per_clip: int = Field(1, ge=1)
     stride: int = Field(60, ge=1)
     proxy_short_side: int | None = None
     mode: Literal["index", "any_start"] = "index"
+    filters: dict[str, float] | None = Field(None, description="e.g. {max_darkness: 0.8, min_motion: 0.01}")
     num_workers: int = Field(4, ge=0)
 
 

@@ -321,6 +321,8 @@ def _train(
                 pin_memory=device.type == "cuda",
                 collate_fn=_collate,
                 persistent_workers=False,
+                # Worker seeds from (seed, rank, step) too, not from whatever the global RNG holds here.
+                generator=torch.Generator().manual_seed(step_seed(config.run.seed, process.rank, step)),
             )
             for batch in loader:
                 seed = step_seed(config.run.seed, process.rank, step)

@@ -107,25 +107,42 @@ def run_knn(
     return report
 
 
-def demo_pretrain_and_knn(workdir: Path, videos: list[Path], *, show_progress: bool = True) -> dict[str, Any]:
-    """The demo's training stage: the tiny DINO preset on frames of ``videos`` (CPU, seconds), then
-    k-NN on the sample's labelled crops. Idempotent: a finished run and its k-NN report are reused.
+def demo_pretrain_and_knn(
+    workdir: Path,
+    data_dir: Path,
+    *,
+    frames_per_clip: int,
+    stride: int,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """The demo's training stage: the tiny DINO preset on the curated clips of ``data_dir`` (every frame
+    of a clip is an image for DINO), on the CPU in seconds, then k-NN on the sample's labelled crops.
 
-    Writes ``workdir/runs/dino-tiny/`` (config, metrics, checkpoint, encoder) and ``workdir/knn.json``;
-    returns the k-NN report plus ``run_dir`` and the first and last logged losses.
+    ``frames_per_clip`` and ``stride`` must be those the clips were curated with. Idempotent: a finished
+    run and its k-NN report are reused, an interrupted run resumes. Writes ``workdir/runs/dino-tiny/``
+    (config, metrics, checkpoint, encoder), ``workdir/labelled/`` and ``workdir/knn.json``; returns the
+    k-NN report plus ``run_dir`` and the first and last logged losses.
     """
     from wtours.store import read_json
-    from wtours.trainers.engine import CHECKPOINT_NAME
+    from wtours.trainers.engine import CHECKPOINT_NAME, ENCODER_NAME
 
-    config = load_config(
-        "dino_tiny_cpu", {"run.output_dir": str(workdir / "runs"), "data.stride": 3, "run.device": "cpu"}
-    )
+    overrides = {
+        "run.output_dir": str(workdir / "runs"),
+        "run.device": "cpu",
+        "data.data_dir": str(data_dir),
+        "data.frames_per_clip": frames_per_clip,
+        "data.stride": stride,
+        "optim.batch_size": max(1, 16 // frames_per_clip),
+        "optim.steps_per_epoch": 10,  # 2 epochs x 10 steps: a demo of the machinery, not a useful encoder
+    }
+    config = load_config("dino_tiny_cpu", overrides)
     summary = read_json(config.run_dir / "summary.json") or {}
-    if summary.get("steps_done") != summary.get("total_steps") or not summary:
+    if not summary or summary.get("steps_done") != summary.get("total_steps"):
         resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        run_pretrain(config, videos=videos, resume=resume, show_progress=show_progress)
-    report = read_json(workdir / "knn.json")
-    if report is None:
+        run_pretrain(config, resume=resume, show_progress=show_progress)
+    knn_path, encoder_path = workdir / "knn.json", config.run_dir / ENCODER_NAME
+    report = read_json(knn_path)
+    if report is None or knn_path.stat().st_mtime < encoder_path.stat().st_mtime:
         report = run_knn(
             config.run_dir,
             None,
@@ -135,13 +152,11 @@ def demo_pretrain_and_knn(workdir: Path, videos: list[Path], *, show_progress: b
             batch_size=64,
             device="cpu",
             num_workers=0,
-            out_json=workdir / "knn.json",
+            out_json=knn_path,
             sample_dir=workdir / "labelled",
         )
-    losses = [
-        json.loads(line)["loss"]
-        for line in (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
+    lines = (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    losses = [json.loads(line)["loss"] for line in lines]
     console.print(
         f"DINO (tiny, CPU): loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps; k-NN top-1 "
         + ", ".join(f"k={k}: {value:.1f}%" for k, value in report["top1"].items())
