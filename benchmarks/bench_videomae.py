@@ -63,7 +63,7 @@ def bench_preset(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     for step in range(warmup):
         train_step(step)
@@ -109,7 +109,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     for r in results:
         lines.append(
             f"| {r['preset']} | {r['device']} | {r['precision']} | {r['batch_size']} | "
-            f"{r['tokens']} ({r['visible_tokens']}) | {r['clips_per_s']:.1f} | {r[memory_key]:.2f} |"
+            f"{r['tokens']} ({r['visible_tokens']}) | {r['clips_per_s']:.3g} | {r[memory_key]:.2f} |"
         )
     return "\n".join(lines)
 
