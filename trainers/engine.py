@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from wtours.errors import WtoursError
 from wtours.pipelines.clipdata import ClipSampler
+from wtours.progress import console
 from wtours.store import atomic_write_json, atomic_write_text
 from wtours.trainers import distributed
 from wtours.trainers.backbones import BackboneSpec, export_encoder
@@ -46,6 +47,7 @@ class RunResult:
     last_loss: float
     encoder_path: Path | None
     replicas_agree: bool
+    is_main_process: bool
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -252,6 +254,8 @@ def _train(
     momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, total_steps)
 
     start_step = 0
+    if resume and not checkpoint_path.exists() and process.is_main:
+        console.print(f"no checkpoint in {run_dir} yet: starting from step 0", highlight=False)
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         method.load_state_dict(state["method"])
@@ -399,7 +403,7 @@ def _train(
                 "encoder": str(encoder_path) if encoder_path else None,
             },
         )
-    return RunResult(run_dir, step, last_loss, encoder_path, agree)
+    return RunResult(run_dir, step, last_loss, encoder_path, agree, process.is_main)
 
 
 class _Progress:

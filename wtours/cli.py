@@ -544,7 +544,8 @@ def pretrain(
         print_config(config)
         return
     result = run_pretrain(config, videos=list(videos or []), resume=resume, stop_after_steps=stop_after)
-    typer.echo(result.run_dir)
+    if result.is_main_process:  # under torchrun, one line of output, not one per process
+        typer.echo(result.run_dir)
 
 
 eval_app = typer.Typer(
