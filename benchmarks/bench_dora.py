@@ -53,7 +53,7 @@ def measure(
         clip_per_parameter(method.student, 3.0)
         optimizer.step()
         method.teacher_update(state.momentum)
-        return float(loss)
+        return float(loss.detach())
 
     for _ in range(warmup):
         one_step()

@@ -90,8 +90,11 @@ class DiscoveredObjects:
     patch_grid: tuple[int, int]
 
 
-def clip_views(frames_uint8: torch.Tensor, options: Options, generator: torch.Generator) -> ClipViews:
-    """DoRA's views of uint8 clips [B, T, 3, H, W], as released.
+def clip_views(
+    frames_uint8: torch.Tensor, options: Options, generator: torch.Generator
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """DoRA's views of uint8 clips [B, T, 3, H, W], as released: the global clips [B, T, 3, G, G] and the
+    local crops (``local_crops_number`` tensors [B*T, 3, L, L], frame t of clip b at b*T+t).
 
     1. One random resized crop (``clip_crop_*``) of the whole clip: the same box on every frame.
     2. One global view (``global_crops_*``) cut from it, again the same box and flip on every frame; colour
@@ -121,11 +124,7 @@ def clip_views(frames_uint8: torch.Tensor, options: Options, generator: torch.Ge
     for _ in range(options.local_crops_number):
         boxes = random_resized_crop_boxes(len(clip_crops), side, side, options.local_crops_scale, generator)
         local_crops.append(photometric(crop_resize(clip_crops, boxes, options.local_crops_size), local_spec, generator))
-    return ClipViews(
-        global_clips=global_views.unflatten(0, (n_clips, n_frames)),
-        local_crops=local_crops,
-        heads=torch.empty(0, dtype=torch.long),
-    )
+    return global_views.unflatten(0, (n_clips, n_frames)), local_crops
 
 
 def object_prototypes(cls_attention: torch.Tensor, queries: torch.Tensor, heads: torch.Tensor) -> torch.Tensor:
@@ -288,10 +287,10 @@ class Dora(Method):
         return self
 
     def views(self, batch: dict[str, Any], generator: torch.Generator) -> ClipViews:
-        views = clip_views(batch["frames"], self.options, generator)
+        global_clips, local_crops = clip_views(batch["frames"], self.options, generator)
         # One draw of heads per step for the whole batch, as in the release.
-        views.heads = torch.randperm(self.n_heads, generator=generator)[: self.options.n_objects]
-        return views
+        heads = torch.randperm(self.n_heads, generator=generator)[: self.options.n_objects]
+        return ClipViews(global_clips, local_crops, heads)
 
     def training_step(
         self, views: ClipViews, step: StepState, student: nn.Module

@@ -197,10 +197,10 @@ def test_global_view_shares_crop_and_flip_across_frames_and_locals_are_per_frame
     ramp = torch.linspace(0, 255, 96).round().to(torch.uint8)  # grey, brighter to the right
     frames = ramp.view(1, 1, 1, 1, 96).expand(n_clips, n_frames, 3, 64, 96).contiguous()
     options = Options(clip_crop_size=48, global_crops_size=32, local_crops_number=2, local_crops_size=16)
-    views = clip_views(frames, options, _generator(5))
-    assert views.global_clips.shape == (n_clips, n_frames, 3, 32, 32)
-    assert [tuple(crop.shape) for crop in views.local_crops] == [(n_clips * n_frames, 3, 16, 16)] * 2
-    profiles = views.global_clips.mean(dim=(2, 3))  # [clips, frames, columns]
+    global_clips, local_crops = clip_views(frames, options, _generator(5))
+    assert global_clips.shape == (n_clips, n_frames, 3, 32, 32)
+    assert [tuple(crop.shape) for crop in local_crops] == [(n_clips * n_frames, 3, 16, 16)] * 2
+    profiles = global_clips.mean(dim=(2, 3))  # [clips, frames, columns]
     direction = torch.sign(profiles[..., -1] - profiles[..., 0])  # +1 unflipped, -1 flipped
     assert torch.all(direction == direction[:, :1])  # one flip per clip
     assert direction.min() < 0 < direction.max()  # and both kinds occur
