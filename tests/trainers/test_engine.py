@@ -7,30 +7,52 @@ from pathlib import Path
 
 import pytest
 import torch
-from wtours.trainers.checkpoint import load_checkpoint
-from wtours.trainers.engine import CHECKPOINT_NAME, NonFiniteLossError, pretrain
 
 from wtours.errors import WtoursError
+from wtours.trainers.checkpoint import load_checkpoint
+from wtours.trainers.engine import CHECKPOINT_NAME, NonFiniteLossError, pretrain
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / CHECKPOINT_NAME)["method"]
 
 
-def test_resume_is_bit_exact(tmp_path: Path, sample_frames, tiny_config) -> None:
+class KilledAt(torch.utils.data.Dataset):
+    """Wraps a dataset and dies (like a killed process) when asked for item ``fatal_index``."""
+
+    def __init__(self, dataset, fatal_index: int):
+        self.dataset, self.fatal_index, self.fetched = dataset, fatal_index, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        self.fetched += 1
+        if self.fetched > self.fatal_index:
+            raise KeyboardInterrupt("killed")
+        return self.dataset[index]
+
+
+def test_resume_after_a_kill_is_bit_exact(tmp_path: Path, sample_frames, tiny_config) -> None:
     straight = pretrain(tiny_config(tmp_path, **{"run.name": "straight"}), sample_frames, show_progress=False)
-    config = tiny_config(tmp_path, **{"run.name": "resumed"})
-    first = pretrain(config, sample_frames, stop_after_steps=2, show_progress=False)
-    assert first.steps_done == 2 and first.encoder_path is None
-    second = pretrain(config, sample_frames, resume=True, show_progress=False)
-    assert second.steps_done == straight.steps_done == 6
-    expected, resumed = _weights(straight.run_dir), _weights(second.run_dir)
-    assert expected.keys() == resumed.keys()
+    config = tiny_config(tmp_path, **{"run.name": "killed", "run.checkpoint_every": 2})
+    # Dies while loading the batch of step 4 (batch size 4): the last checkpoint holds step 2.
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(config, KilledAt(sample_frames, fatal_index=3 * 4), show_progress=False)
+    assert load_checkpoint(config.run_dir / CHECKPOINT_NAME)["step"] == 2
+    # Two more invocations: one stopped early on purpose, one to the end.
+    stopped = pretrain(config, sample_frames, resume=True, stop_after_steps=1, show_progress=False)
+    assert stopped.steps_done == 3
+    resumed = pretrain(config, sample_frames, resume=True, show_progress=False)
+    assert resumed.steps_done == straight.steps_done == 6
+    expected, actual = _weights(straight.run_dir), _weights(resumed.run_dir)
+    assert expected.keys() == actual.keys()
     assert "center" in expected and torch.any(expected["center"] != 0)
     for name in expected:
-        assert torch.equal(expected[name], resumed[name]), name
-    steps = [json.loads(line)["step"] for line in (second.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4, 5, 6]
+        assert torch.equal(expected[name], actual[name]), name
+    # Lines logged after the last checkpoint of the killed run were replaced, not duplicated.
+    lines = (resumed.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
 def test_existing_run_needs_resume(tmp_path: Path, sample_frames, tiny_config) -> None:
