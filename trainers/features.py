@@ -115,21 +115,32 @@ def cls_features(
     """DINO's linear-probe features: the normed [CLS] token of each of the last ``n_last_blocks`` blocks,
     concatenated (ViT-S: 4 blocks); ``avgpool_patches`` appends the mean of the last block's normed patch
     tokens (DINO's choice for ViT-B with one block). Shape (batch, n_last_blocks * dim [+ dim])."""
+    has_cls = getattr(model, "num_prefix_tokens", 1) > 0
     outputs = model.forward_intermediates(
-        images, indices=n_last_blocks, return_prefix_tokens=True, norm=True, output_fmt="NLC", intermediates_only=True
-    )
-    parts = [prefix[:, 0] for _, prefix in outputs]
+        images, indices=n_last_blocks, return_prefix_tokens=has_cls, norm=True, output_fmt="NLC",
+        intermediates_only=True,
+    )  # fmt: skip
+    if has_cls:
+        patches = [tokens for tokens, _ in outputs]
+        parts = [prefix[:, 0] for _, prefix in outputs]
+    else:
+        # Encoders without a [CLS] token (VideoMAE exported as an image encoder): each block's mean patch
+        # token stands in, the pooled representation they are trained and evaluated with.
+        patches = list(outputs)
+        parts = [tokens.mean(dim=1) for tokens in patches]
     if avgpool_patches:
-        parts.append(outputs[-1][0].mean(dim=1))
+        parts.append(patches[-1].mean(dim=1))
     return torch.cat(parts, dim=-1)
 
 
 @torch.no_grad()
 def patch_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The last block's normed patch tokens on the patch grid: (batch, rows, cols, dim)."""
-    ((patches, _prefix),) = model.forward_intermediates(
-        images, indices=1, return_prefix_tokens=True, norm=True, output_fmt="NLC", intermediates_only=True
+    has_cls = getattr(model, "num_prefix_tokens", 1) > 0
+    (output,) = model.forward_intermediates(
+        images, indices=1, return_prefix_tokens=has_cls, norm=True, output_fmt="NLC", intermediates_only=True
     )
+    patches = output[0] if has_cls else output
     patch = patch_size_of(model)
     rows, cols = images.shape[-2] // patch, images.shape[-1] // patch
     return patches.reshape(images.shape[0], rows, cols, -1)

@@ -813,6 +813,35 @@ def eval_davis(
     )
 
 
+@eval_app.command("reconstruct")
+def eval_reconstruct(
+    run: Path = typer.Argument(..., exists=True, file_okay=False, help="A VideoMAE run folder (runs/<name>)."),
+    video: Path = typer.Option(
+        ...,
+        "--video",
+        exists=True,
+        dir_okay=False,
+        help="The video to cut the clip from (e.g. data/videos/<id>.mp4); the run's frames per clip and stride "
+        "apply.",
+    ),
+    start_frame: int = typer.Option(
+        0, "--start-frame", min=0, help="First frame of the clip; try several to see other scenes."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the tube mask; change it to see other hidden regions."),
+    out: Path = typer.Option(
+        Path("reconstruction.png"),
+        "--out",
+        "-o",
+        help="Where the PNG grid (original / masked / reconstructed) goes.",
+    ),
+) -> None:
+    """Original, masked and reconstructed frames of one clip as an image grid (VideoMAE runs)."""
+    from wtours.trainers.reconstruct import write_reconstruction
+
+    figures = write_reconstruction(run, video, out, start_frame=start_frame, seed=seed)
+    typer.echo(f"{out}\tmasked-token loss {figures['loss']:.4f}\tmask ratio {figures['mask_ratio']:.2f}")
+
+
 # --- pretrain / eval (issue 5+): commands are added above this line by the training work ---
 
 

@@ -83,3 +83,19 @@ def test_load_encoder_errors_name_the_problem(tmp_path):
         load_encoder(None, tmp_path / "missing.safetensors")
     with pytest.raises(WtoursError, match="vit_nonexistent"):
         load_encoder("vit_nonexistent", path)
+
+
+def test_encoders_without_cls_token_use_mean_patch_tokens():
+    """VideoMAE exports a ViT without [CLS]: probe features are the blocks' mean patch tokens."""
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=0, class_token=False, global_pool="avg", img_size=32
+    ).eval()
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        blocks = model.forward_intermediates(images, indices=2, norm=True, output_fmt="NLC", intermediates_only=True)
+        expected = torch.cat([tokens.mean(dim=1) for tokens in blocks], dim=-1)
+        assert torch.allclose(cls_features(model, images, n_last_blocks=2), expected)
+        grid = patch_features(model, images)
+    assert grid.shape == (3, 2, 2, 192)
+    assert torch.allclose(grid.reshape(3, 4, 192), blocks[-1])
