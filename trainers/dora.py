@@ -195,7 +195,7 @@ def discover_and_track(
     queries, keys = concat_heads(attention.q), concat_heads(attention.k)
     cls_attention = attention.cls_to_patches.unflatten(0, (n_clips, n_frames))[:, 0].float()
     if len(heads) > n_heads:
-        raise WtoursError(f"dora.n_objects={len(heads)} exceeds the {n_heads} attention heads of the backbone")
+        raise WtoursError(f"{len(heads)} objects need as many heads of the last block; it has {n_heads} heads")
     prototypes = object_prototypes(cls_attention, queries[:, 0].float(), heads)
     patch_embeddings = attention.tokens[:, prefix:].unflatten(0, (n_clips, n_frames))[:, 0]
     refined, plan = refine_prototypes(prototypes, patch_embeddings, iterations=iterations, epsilon=epsilon)
