@@ -47,7 +47,11 @@ class ClipFilters:
 
 
 class ClipDataset(Dataset):
-    """Map-style dataset over the clip indices of ``video_ids`` (default: every ``clips/*.parquet``)."""
+    """Map-style dataset over the clip indices of ``video_ids`` (default: every ``clips/*.parquet``).
+
+    Item ``i`` is always the same clip: randomness lives in the sampler, whose default seed is ``seed``.
+    In ``any_start`` mode the starts that follow an index row's start share its scores for ``filters``.
+    """
 
     def __init__(
         self,
