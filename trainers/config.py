@@ -50,7 +50,7 @@ class OptimConfig(Section):
         None, ge=1, description="cap on steps per epoch; None = one pass over the sampler"
     )
     batch_size: int = Field(64, ge=1, description="samples per process per step")
-    lr: float = Field(5e-4, gt=0, description="peak lr at a total batch of 256 images (scaled linearly)")
+    lr: float = Field(5e-4, gt=0, description="peak lr at a total batch of 256 (scaled linearly)")
     min_lr: float = Field(1e-6, ge=0)
     warmup_epochs: float = Field(10, ge=0)
     weight_decay: float = Field(0.04, ge=0)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
 from wtours.trainers import distributed
 from wtours.trainers.backbones import BackboneSpec, embed_dim
 from wtours.trainers.config import TrainConfig
@@ -198,6 +199,9 @@ class Dino(Method):
         )
         self.center.copy_(updated_center(self.center, teacher_logits, self.options.center_momentum))
         return loss, {"teacher_temp": teacher_temp}
+
+    def lr_batch_size(self, clips_per_step: int, frames_per_clip: int) -> int:
+        return clips_per_step * frames_per_clip
 
     def encoder(self) -> nn.Module:
         return self.teacher.backbone

@@ -245,7 +245,7 @@ def _train(
 
     samples_per_step = optim.batch_size * process.world_size
     lr_schedule = cosine_schedule(
-        optim.lr * samples_per_step / 256,
+        optim.lr * method.lr_batch_size(samples_per_step, config.data.frames_per_clip) / 256,
         optim.min_lr,
         total_steps,
         round(optim.warmup_epochs * steps_per_epoch),

@@ -21,7 +21,11 @@ from torch import nn
 
 from wtours.errors import WtoursError
 
-METHODS = {"dino": "wtours.trainers.dino", "dora": "wtours.trainers.dora", "videomae": "wtours.trainers.videomae"}
+METHODS = {
+    "dino": "wtours.trainers.dino",
+    "dora": "wtours.trainers.dora",
+    "videomae": "wtours.trainers.videomae",
+}
 
 
 def method_module(name: str) -> ModuleType:
@@ -80,6 +84,11 @@ class Method(nn.Module):
         teacher_params = list(self.teacher.parameters())
         torch._foreach_mul_(teacher_params, momentum)
         torch._foreach_add_(teacher_params, student_params, alpha=1 - momentum)
+
+    def lr_batch_size(self, clips_per_step: int, frames_per_clip: int) -> int:
+        """The batch size that ``optim.lr`` (given per 256) scales with: clips by default (DoRA counts
+        clips); a method that treats every frame as an image (DINO) counts frames."""
+        return clips_per_step
 
     def encoder(self) -> nn.Module:
         """The backbone to export and evaluate (DINO and DoRA: the teacher's)."""
