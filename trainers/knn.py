@@ -57,6 +57,7 @@ def weighted_knn_predict(
 
 def _image_folder(folder: Path, image_size: int):
     from torchvision import datasets, transforms
+
     from wtours.trainers.views import IMAGENET_MEAN, IMAGENET_STD
 
     # DINO's evaluation transform: resize to 256/224 of the crop, then the central crop.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from wtours.trainers.dino import DinoHead, MultiCropNetwork, dino_loss, updated_center
 
 

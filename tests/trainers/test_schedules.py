@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from wtours.trainers.engine import clip_per_parameter, param_groups
 from wtours.trainers.methods import Method
 from wtours.trainers.schedules import cosine_schedule, linear_warmup_then_constant
