@@ -1,0 +1,35 @@
+"""`wtours pretrain` resolves presets and overrides into one validated config."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from wtours.cli import app
+from wtours.errors import WtoursError
+
+
+def test_show_config_applies_options_and_overrides() -> None:
+    arguments = ["pretrain", "--method", "dino", "--epochs", "3", "--set", "dino.out_dim=128", "--show-config"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load(result.stdout)
+    assert config["run"]["name"] == "dino-vits16"  # the method's paper preset by default
+    assert config["optim"]["epochs"] == 3 and config["dino"]["out_dim"] == 128
+    assert config["dino"]["local_crops_number"] == 8 and config["optim"]["lr"] == 5e-4
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--preset", "dino_tiny_cpu", "--set", "optim.nope=1"], "optim.nope: Extra inputs are not permitted"),
+        (["--preset", "dino_tiny_cpu", "--set", "dino.out_dim=-1"], "dino.out_dim: Input should be greater"),
+        (["--preset", "no_such_preset"], "no preset or YAML file 'no_such_preset'"),
+        (["--method", "dora", "--preset", "dino_tiny_cpu"], "is for method 'dino', not 'dora'"),
+    ],
+)
+def test_bad_configs_are_one_line_errors(arguments: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["pretrain", *arguments, "--show-config"])
+    assert isinstance(result.exception, WtoursError)
+    assert message in str(result.exception) and "\n" not in str(result.exception)
