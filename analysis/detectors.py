@@ -148,9 +148,22 @@ class DarknetDetector:
 
 
 @functools.lru_cache(maxsize=2)
-def load_detector(weights: str, confidence: float, image_size: int, device: str | None = None) -> Detector:
-    """The detector for ``weights`` (cached: a worker process loads it once for all its windows)."""
+def load_detector(
+    weights: str, confidence: float, image_size: int, device: str | None = None, threads: int = 1
+) -> Detector:
+    """The detector for ``weights`` (cached: a worker process loads it once for all its windows).
+
+    ``threads`` caps the CPU threads of inference (torch's or OpenCV's, process-wide): the detector runs
+    beside the decoder, and idle threads spinning for work would take the decoder's cores.
+    """
     if weights.endswith(".cfg"):
+        import cv2
+
+        cv2.setNumThreads(threads)
         # Darknet networks take a square input whose side is a multiple of 32.
         return DarknetDetector(weights, confidence=confidence, image_size=max(32, round(image_size / 32) * 32))
-    return UltralyticsDetector(weights, confidence=confidence, image_size=image_size, device=device)
+    detector = UltralyticsDetector(weights, confidence=confidence, image_size=image_size, device=device)
+    import torch
+
+    torch.set_num_threads(threads)
+    return detector

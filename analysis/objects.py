@@ -1,7 +1,12 @@
-"""Objects per frame from a detector run on frames sampled at ``detector_fps`` (batched)."""
+"""Objects per frame from a detector run on frames sampled at ``detector_fps`` (batched).
+
+Batches run on a background thread (torch and OpenCV release the GIL) while the decoder goes on, so
+detection overlaps decoding instead of stalling it; at most one batch is in flight and one filling.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -33,6 +38,7 @@ class ObjectAnalyzer:
         image_size: int = 640,
         batch_size: int = 16,
         device: str | None = None,
+        threads: int = 1,
         detector_key: str | None = None,
     ):
         self.frame_size = frame_size
@@ -42,12 +48,15 @@ class ObjectAnalyzer:
         self.image_size = image_size
         self.batch_size = batch_size
         self.device = device
+        self.threads = threads
         self._scale = np.array(
             [video_size[0] / frame_size.width, video_size[1] / frame_size.height] * 2, dtype=np.float32
         )
         self._pending: list[tuple[int, float, np.ndarray]] = []
+        self._background: ThreadPoolExecutor | None = None
+        self._in_flight: Future | None = None
         self._detections: list[pd.DataFrame] = []
-        self._sampled: dict[str, list] = {"frame": [], "time": [], "objects": [], "unique_classes": []}
+        self._sampled: list[tuple[int, float, int, int]] = []  # frame, time, objects, unique classes
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -62,24 +71,28 @@ class ObjectAnalyzer:
     def process_frame(self, index: int, time: float, rgb: np.ndarray) -> None:
         self._pending.append((index, time, rgb))
         if len(self._pending) >= self.batch_size:
-            self._run_batch()
+            self._submit_batch()
 
-    def _run_batch(self) -> None:
+    def _submit_batch(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:
-            return
+        self._collect()
+        if batch:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
+            self._in_flight = self._background.submit(self._detect, batch)
+
+    def _detect(self, batch: list[tuple[int, float, np.ndarray]]) -> tuple[list[tuple], pd.DataFrame | None]:
+        """Runs on the background thread: one row per sampled frame, one per detection."""
         # Loaded at the first batch (and cached per process), so describing the analyzer costs nothing.
-        detector = load_detector(self.detector_name, self.confidence, self.image_size, self.device)
+        detector = load_detector(self.detector_name, self.confidence, self.image_size, self.device, self.threads)
         names = detector.class_names
+        sampled, detections = [], []
         for (index, time, _), found in zip(batch, detector.detect([rgb for _, _, rgb in batch]), strict=True):
-            self._sampled["frame"].append(index)
-            self._sampled["time"].append(time)
-            self._sampled["objects"].append(len(found.class_ids))
-            self._sampled["unique_classes"].append(len(set(found.class_ids.tolist())))
+            sampled.append((index, time, len(found.class_ids), len(set(found.class_ids.tolist()))))
             if not len(found.class_ids):
                 continue
             boxes = found.boxes * self._scale
-            self._detections.append(
+            detections.append(
                 pd.DataFrame(
                     {
                         "frame": np.full(len(boxes), index, dtype=np.int64),
@@ -94,19 +107,28 @@ class ObjectAnalyzer:
                     }
                 )
             )
+        return sampled, pd.concat(detections, ignore_index=True) if detections else None
+
+    def _collect(self) -> None:
+        """Take the results of the batch in flight, if any; re-raises what the detector raised."""
+        if self._in_flight is None:
+            return
+        (sampled, detections), self._in_flight = self._in_flight.result(), None
+        self._sampled.extend(sampled)
+        if detections is not None:
+            self._detections.append(detections)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        self._run_batch()
+        self._submit_batch()
+        self._collect()
+        if self._background is not None:
+            self._background.shutdown()
+            self._background = None
         detections = (
             pd.concat(self._detections, ignore_index=True) if self._detections else empty_detections()
         )
-        sampled = pd.DataFrame(
-            {
-                "frame": np.asarray(self._sampled["frame"], dtype=np.int64),
-                "time": np.asarray(self._sampled["time"], dtype=np.float64),
-                "objects": np.asarray(self._sampled["objects"], dtype=np.int64),
-                "unique_classes": np.asarray(self._sampled["unique_classes"], dtype=np.int64),
-            }
+        sampled = pd.DataFrame(self._sampled, columns=["frame", "time", "objects", "unique_classes"]).astype(
+            {"frame": np.int64, "time": np.float64, "objects": np.int64, "unique_classes": np.int64}
         )
         return {"objects": detections, "detector_frames": sampled}
 

@@ -34,6 +34,7 @@ class AnalysisSettings(BaseModel):
     detector_width: int = Field(640, ge=32, description="width of the frames handed to the detector")
     detector_confidence: float = Field(0.25, gt=0, lt=1)
     detector_batch: int = Field(16, ge=1)
+    detector_threads: int = Field(1, ge=1, description="CPU threads of the detector, beside the decoder's")
     device: str | None = Field(None, description="torch device for ultralytics; None picks the GPU if any")
 
     @field_validator("detector")

@@ -126,6 +126,7 @@ def build_analyzers(stream: StreamInfo, settings: AnalysisSettings) -> list[Anal
                 image_size=settings.detector_width,
                 batch_size=settings.detector_batch,
                 device=settings.device,
+                threads=settings.detector_threads,
             )
         )
     return analyzers
