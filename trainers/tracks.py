@@ -187,12 +187,22 @@ def eval_tracks(
     return strip_path, gif_path, tracks
 
 
-def demo_dora(workdir: Path, videos: list[Path], *, show_progress: bool = True) -> dict[str, object]:
-    """The demo's DoRA stage: the tiny DoRA preset on clips decoded from ``videos`` (CPU, a minute), then
-    the tracks of its teacher on the first clip. Idempotent: a finished run is reused.
+def demo_dora(
+    workdir: Path,
+    data_dir: Path,
+    video: Path,
+    *,
+    frames_per_clip: int,
+    stride: int,
+    show_progress: bool = True,
+) -> dict[str, object]:
+    """The demo's DoRA stage: the tiny DoRA preset on the curated clips of ``data_dir`` (CPU, about a
+    minute), then what its teacher discovers and tracks in the first clip of ``video``.
 
-    Writes ``workdir/runs/dora-tiny/`` and ``workdir/tracks/dora-tiny.png|.gif``; returns their paths, the
-    first and last logged losses and the mean mask area.
+    ``frames_per_clip`` and ``stride`` must be those the clips were curated with. Idempotent: a finished
+    run is reused, an interrupted one resumes. Writes ``workdir/runs/dora-tiny/`` and
+    ``workdir/tracks/dora-tiny.png|.gif``; returns their paths, the first and last logged losses and the
+    mean mask area of the tracked objects.
     """
     from wtours.progress import console
     from wtours.store import read_json
@@ -200,21 +210,29 @@ def demo_dora(workdir: Path, videos: list[Path], *, show_progress: bool = True) 
     from wtours.trainers.engine import CHECKPOINT_NAME
     from wtours.trainers.launch import run_pretrain
 
-    config = load_config(
-        "dora_tiny_cpu", {"run.output_dir": str(workdir / "runs"), "data.stride": 3, "run.device": "cpu"}
-    )
+    overrides = {
+        "run.output_dir": str(workdir / "runs"),
+        "run.device": "cpu",
+        "data.data_dir": str(data_dir),
+        "data.frames_per_clip": frames_per_clip,
+        "data.stride": stride,
+        "data.mode": "index",
+        "optim.batch_size": max(1, 16 // frames_per_clip),
+        "optim.steps_per_epoch": 10,  # 2 epochs x 10 steps: a demo of the machinery, not a useful encoder
+    }
+    config = load_config("dora_tiny_cpu", overrides)
     summary = read_json(config.run_dir / "summary.json") or {}
     if not summary or summary.get("steps_done") != summary.get("total_steps"):
         resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        run_pretrain(config, videos=videos, resume=resume, show_progress=show_progress)
+        run_pretrain(config, resume=resume, show_progress=show_progress)
     records = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     options = config.method_options
     strip_path, gif_path, tracks = eval_tracks(
         config.run_dir,
-        videos[0],
+        video,
         workdir / "tracks",
-        frames_per_clip=config.data.frames_per_clip,
-        stride=config.data.stride,
+        frames_per_clip=frames_per_clip,
+        stride=stride,
         height=options["global_crops_size"],
         n_objects=options["n_objects"],
         device="cpu",
