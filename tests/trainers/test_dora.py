@@ -258,6 +258,17 @@ def _tiny_dora(output_dir: Path, **overrides) -> TrainConfig:
     return load_config("dora_tiny_cpu", settings)
 
 
+def test_paper_preset_is_the_released_recipe() -> None:
+    config = load_config("dora_vits16")
+    options = Options.model_validate(config.method_options)
+    assert config.method == "dora" and config.backbone.arch == "vit_small" and config.backbone.patch_size == 16
+    assert (config.data.frames_per_clip, config.data.stride, config.data.mode) == (8, 60, "any_start")
+    assert (options.n_objects, options.local_crops_number, options.local_crops_size) == (3, 6, 112)
+    assert (options.clip_crop_size, options.global_crops_size) == (300, 224)
+    assert (options.sinkhorn_iterations, options.sinkhorn_epsilon, options.faithful) == (30, 0.05, False)
+    assert (options.out_dim, options.norm_last_layer, config.optim.min_lr) == (65536, False, 1e-5)
+
+
 def test_config_errors_are_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(WtoursError, match=r"dora\.n_objets"):
         _tiny_dora(tmp_path, **{"dora.n_objets": 2})
