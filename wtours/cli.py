@@ -842,6 +842,53 @@ def eval_reconstruct(
     typer.echo(f"{out}\tmasked-token loss {figures['loss']:.4f}\tmask ratio {figures['mask_ratio']:.2f}")
 
 
+@eval_app.command("tracks")
+def eval_tracks(
+    weights: Path = typer.Argument(
+        ...,
+        exists=True,
+        help="A DoRA or DINO run folder (runs/<name>: its checkpoint's teacher, at any step), a checkpoint.pt, "
+        "or an exported encoder.safetensors (+ .json beside it).",
+    ),
+    video: Path = typer.Argument(..., exists=True, dir_okay=False, help="Video to take the clip from."),
+    out: Path = typer.Option(
+        Path("tracks"), "--out", help="Folder for <name>.png (frames x objects strip) and <name>.gif (overlay)."
+    ),
+    start: float = typer.Option(0.0, "--start", min=0.0, help="Time of the clip's first frame, in seconds."),
+    frames: int = typer.Option(8, "--frames", min=1, help="Frames in the clip (DoRA trains on 8)."),
+    stride: int = typer.Option(
+        60, "--stride", min=1, help="Frames between clip frames (DoRA: 60 = 1 s at 60 fps); halve it at 30 fps."
+    ),
+    height: int = typer.Option(
+        224, "--height", min=16, help="Frame height the encoder sees (width keeps the aspect); the training size."
+    ),
+    objects: int = typer.Option(
+        3, "--objects", min=1, help="Objects to discover (at most the heads of the last block)."
+    ),
+    heads: list[int] | None = typer.Option(
+        None,
+        "--head",
+        help="Seed objects from these heads of the last block (repeat); default: drawn with --seed.",
+        show_default=False,
+    ),
+    seed: int = typer.Option(0, "--seed", help="Draws the heads when --head is not given; change it to see others."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+    name: str = typer.Option("tracks", "--name", help="File name stem of the two pictures."),
+) -> None:
+    """Draw the k objects DoRA's teacher discovers on a clip's first frame and tracks over its T frames."""
+    from wtours.frames import stream_info
+    from wtours.trainers.tracks import eval_tracks as run_eval_tracks
+
+    start_frame = round(start * stream_info(video).fps)
+    strip_path, gif_path, tracks = run_eval_tracks(
+        weights, video, out, start_frame=start_frame, frames_per_clip=frames, stride=stride, height=height,
+        n_objects=objects, heads=heads or None, seed=seed, device=device, name=name,
+    )  # fmt: skip
+    typer.echo(f"heads {tracks.heads}")
+    typer.echo(strip_path)
+    typer.echo(gif_path)
+
+
 # --- pretrain / eval (issue 5+): commands are added above this line by the training work ---
 
 
