@@ -10,9 +10,9 @@ FFmpeg, in C, so Python never touches a full 4K frame::
 Sampling (``every_n``) is counted on the absolute frame index, so a window that starts mid-video
 sees the same sampled frames as a pass over the whole video. Memory is one frame per size.
 
-Measured on a 4K60 H.264 file (benchmarks/bench_analyze.py): ``VideoFrame.reformat`` (libswscale called
-directly) and an FFmpeg filter graph (``buffer -> scale -> format -> buffersink``) cost the same CPU time
-within noise (about 3.5 ms per 4K frame, 12% of decoding); reformat needs no graph per size, so reformat.
+Scaling is libswscale called directly, one ``VideoReformatter`` per size. An FFmpeg filter graph
+(``buffer -> scale -> format -> buffersink``) costs the same CPU time within noise on a 4K60 H.264 file
+(benchmarks/bench_analyze.py) and needs a graph per size.
 """
 
 from __future__ import annotations
@@ -121,6 +121,11 @@ def iter_frames(
     }
     if start_frame < 0 or (end_frame is not None and end_frame < start_frame):
         raise ValueError(f"invalid frame range [{start_frame}, {end_frame})")
+    from av.video.reformatter import VideoReformatter
+
+    # One scaler per size, kept across frames: libswscale then sets up its filters once, not per frame
+    # (VideoFrame.reformat would make a new one for every frame).
+    scalers = {name: VideoReformatter() for name in requests}
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -147,7 +152,8 @@ def iter_frames(
             if not due:
                 continue
             images = {
-                name: frame.reformat(request.width, request.height, "rgb24", interpolation=interpolation)
+                name: scalers[name]
+                .reformat(frame, request.width, request.height, "rgb24", interpolation=interpolation)
                 .to_ndarray()
                 for name, request in due.items()
             }
