@@ -10,6 +10,7 @@ Layout under the data directory (``--data-dir`` or ``$WTOURS_DATA_DIR``, default
     .cache/bin/ffmpeg          link to the bundled ffmpeg binary, for yt-dlp
     analysis/<id>/             per-video statistics (Parquet + summary.json)
     clips/<id>.parquet         curated clip index
+    proxies/<id>/short<S>/     training proxy: every frame as JPEG in shards (random access at train size)
 """
 
 from __future__ import annotations
