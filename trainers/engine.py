@@ -26,7 +26,7 @@ from wtours.pipelines.clipdata import ClipSampler
 from wtours.progress import console
 from wtours.store import atomic_write_json, atomic_write_text
 from wtours.trainers import distributed
-from wtours.trainers.backbones import BackboneSpec, export_encoder
+from wtours.trainers.backbones import export_encoder
 from wtours.trainers.checkpoint import load_checkpoint, save_checkpoint
 from wtours.trainers.config import TrainConfig, config_to_tree
 from wtours.trainers.methods import Method, ScheduleShape, StepState, method_module
@@ -389,7 +389,7 @@ def _train(
     if step >= total_steps:
         encoder_path = run_dir / ENCODER_NAME
         if process.is_main:
-            export_encoder(method.encoder(), BackboneSpec.from_config(config.backbone), encoder_path)
+            export_encoder(method.encoder(), method.encoder_spec(config), encoder_path)
     if process.is_main:
         atomic_write_json(
             run_dir / "summary.json",

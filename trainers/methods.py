@@ -14,12 +14,16 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from wtours.errors import WtoursError
+
+if TYPE_CHECKING:
+    from wtours.trainers.backbones import BackboneSpec
+    from wtours.trainers.config import TrainConfig
 
 METHODS = {
     "dino": "wtours.trainers.dino",
@@ -93,3 +97,10 @@ class Method(nn.Module):
     def encoder(self) -> nn.Module:
         """The backbone to export and evaluate (DINO and DoRA: the teacher's)."""
         raise NotImplementedError
+
+    def encoder_spec(self, config: TrainConfig) -> BackboneSpec:
+        """How timm rebuilds `encoder()`, written beside the exported weights. DINO and DoRA export the
+        configured backbone; a method whose encoder differs (VideoMAE as an image encoder) overrides this."""
+        from wtours.trainers.backbones import BackboneSpec
+
+        return BackboneSpec.from_config(config.backbone)

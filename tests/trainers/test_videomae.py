@@ -284,6 +284,23 @@ def test_reconstruction_grid_of_a_trained_run(tmp_path: Path, sample_clips, samp
         write_reconstruction(run.run_dir, sample_video, out, start_frame=10_000)
 
 
+def test_exported_encoder_is_an_image_encoder_for_the_evaluations(tmp_path: Path, sample_clips) -> None:
+    """The engine writes VideoMAE's own encoder spec beside its weights, so k-NN/linear/DAVIS load it."""
+    from wtours.trainers.engine import pretrain
+    from wtours.trainers.features import cls_features, load_encoder, patch_features, patch_size_of
+
+    run = pretrain(tiny_videomae_config(tmp_path, **{"optim.epochs": 1, "optim.steps_per_epoch": 1}), sample_clips,
+                   show_progress=False)  # fmt: skip
+    encoder = load_encoder(None, run.run_dir / "encoder.safetensors")
+    images = torch.rand(2, 3, SIDE, SIDE)
+    with torch.no_grad():
+        features = cls_features(encoder, images, n_last_blocks=1)
+        grid = patch_features(encoder, images)
+    assert features.shape[0] == 2 and torch.isfinite(features).all()
+    patch = patch_size_of(encoder)
+    assert grid.shape[:3] == (2, SIDE // patch, SIDE // patch)
+
+
 def test_trains_on_curated_clips(tmp_path: Path, sample_video: Path) -> None:
     import shutil
 
