@@ -580,14 +580,22 @@ def eval_knn(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
     num_workers: int = typer.Option(2, "--num-workers", min=0, help="Image-decoding processes."),
-    out: Path | None = typer.Option(None, "--out", help="Also write the results as JSON here."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Results JSON. Default: <run>/eval/knn.json (where `wtours compare` looks) when ENCODER is a run, "
+        "else none.",
+        show_default=False,
+    ),
     sample_dir: Path = typer.Option(
         Path("data/labelled/sample"), "--sample-dir", help="Where the built-in labelled set is written once."
     ),
 ) -> None:
     """Weighted k-NN top-1 of an encoder's L2-normalised [CLS] features (train images vote for val images)."""
+    from wtours.trainers.compare import default_eval_output
     from wtours.trainers.launch import run_knn
 
+    out = out or default_eval_output(encoder, "knn.json", None)
     report = run_knn(
         encoder,
         labelled,
@@ -603,6 +611,8 @@ def eval_knn(
     for neighbours, value in report["top1"].items():
         typer.echo(f"k={neighbours}\ttop1={value:.2f}%")
     typer.echo(f"majority class\ttop1={report['majority_class_top1']:.2f}%  ({report['n_val']} val images)")
+    if out is not None:
+        typer.echo(out)
 
 
 @eval_app.command("linear")
@@ -619,8 +629,13 @@ def eval_linear(
         "Default: the built-in set of person/bus crops from the embedded sample.",
         show_default=False,
     ),
-    out: Path = typer.Option(
-        Path("linear.json"), "--out", "-o", help="Results JSON: top-1, top-5, per-epoch val top-1, provenance."
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Results JSON: top-1, top-5, per-epoch val top-1, provenance. Default: <run>/eval/linear.json "
+        "(where `wtours compare` looks) when ENCODER is a run, else ./linear.json.",
+        show_default=False,
     ),
     arch: str | None = typer.Option(
         None,
@@ -670,9 +685,11 @@ def eval_linear(
     ),
 ) -> None:
     """Linear probe on frozen [CLS] features (DINO's protocol): SGD, momentum 0.9, cosine schedule; top-1/top-5."""
+    from wtours.trainers.compare import default_eval_output
     from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe
     from wtours.trainers.knn import make_sample_labelled_set
 
+    out = out or default_eval_output(encoder, "linear.json", Path("linear.json"))
     labelled = labelled or make_sample_labelled_set(sample_dir)
     report = run_linear_probe(
         encoder,
@@ -743,12 +760,14 @@ def eval_davis(
         help="DAVIS-2017 folder: JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png (palette masks), "
         "ImageSets/2017/<split>.txt.",
     ),
-    out_dir: Path = typer.Option(
-        Path("davis"),
+    out_dir: Path | None = typer.Option(
+        None,
         "--out",
         "-o",
         help="Folder for the predicted palette PNGs (<seq>/<frame>.png, readable by the DAVIS toolkit), "
-        "per_object.csv and summary.json.",
+        "per_object.csv and summary.json. Default: <run>/eval/davis (where `wtours compare` looks) when "
+        "ENCODER is a run, else ./davis.",
+        show_default=False,
     ),
     arch: str | None = typer.Option(
         None, "--arch", help="timm architecture; default: the one named in the weights file.", show_default=False
@@ -786,8 +805,10 @@ def eval_davis(
     device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
 ) -> None:
     """DAVIS-2017 video object segmentation by label propagation of frozen patch features; J, F and J&F."""
+    from wtours.trainers.compare import default_eval_output
     from wtours.trainers.eval_davis import PropagationConfig, run_davis_for_encoder
 
+    out_dir = out_dir or default_eval_output(encoder, "davis", Path("davis"))
     config = PropagationConfig(
         n_last_frames=n_last_frames,
         temperature=temperature,
@@ -887,6 +908,47 @@ def eval_tracks(
     typer.echo(f"heads {tracks.heads}")
     typer.echo(strip_path)
     typer.echo(gif_path)
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(
+        ...,
+        help="Run folders (runs/<name>) to compare; their eval/knn.json, eval/linear.json and eval/davis/ are "
+        "read where `wtours eval` wrote them. Runs missing some are shown as n/a, not dropped.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(Path("compare"), "--out", "-o", help="Folder for the figures and tables."),
+    images: list[Path] | None = typer.Option(
+        None,
+        "--image",
+        exists=True,
+        dir_okay=False,
+        help="Also draw every run's per-head attention on this image, one row per run (repeat for several).",
+        show_default=False,
+    ),
+    image_size: int = typer.Option(
+        224, "--image-size", min=16, help="Square size of the attention images; a multiple of every patch size."
+    ),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        min=0.01,
+        max=1.0,
+        help="Show the image inside the patches holding this share of each head's attention (DINO: 0.6) "
+        "instead of raw maps.",
+    ),
+    device: str = typer.Option("auto", "--device", help="Where the attention maps are computed: auto, cuda or cpu."),
+) -> None:
+    """Loss curves, k-NN / linear / J&F per method and per pretraining videos (PNG + PDF) and a results table
+    (Markdown, CSV, LaTeX) of several runs."""
+    from wtours.trainers.compare import compare_runs
+
+    written = compare_runs(
+        runs, out, attention_images=images, attention_size=image_size, attention_mass=threshold, device=device
+    )
+    for path in written.values():
+        typer.echo(path)
 
 
 # --- pretrain / eval (issue 5+): commands are added above this line by the training work ---
