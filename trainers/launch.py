@@ -120,10 +120,11 @@ def demo_pretrain_and_knn(
 
     ``frames_per_clip`` and ``stride`` must be those the clips were curated with. Idempotent: a finished
     run and its k-NN report are reused, an interrupted run resumes. Writes ``workdir/runs/dino-tiny/``
-    (config, metrics, checkpoint, encoder), ``workdir/labelled/`` and ``workdir/knn.json``; returns the
-    k-NN report plus ``run_dir`` and the first and last logged losses.
+    (config, metrics, checkpoint, encoder, and ``eval/knn.json`` where ``wtours compare`` reads it) and
+    ``workdir/labelled/``; returns the k-NN report plus ``run_dir`` and the first and last logged losses.
     """
     from wtours.store import read_json
+    from wtours.trainers.compare import EVAL_DIR_NAME
     from wtours.trainers.engine import CHECKPOINT_NAME, ENCODER_NAME
 
     overrides = {
@@ -140,7 +141,7 @@ def demo_pretrain_and_knn(
     if not summary or summary.get("steps_done") != summary.get("total_steps"):
         resume = (config.run_dir / CHECKPOINT_NAME).exists()
         run_pretrain(config, resume=resume, show_progress=show_progress)
-    knn_path, encoder_path = workdir / "knn.json", config.run_dir / ENCODER_NAME
+    knn_path, encoder_path = config.run_dir / EVAL_DIR_NAME / "knn.json", config.run_dir / ENCODER_NAME
     report = read_json(knn_path)
     if report is None or knn_path.stat().st_mtime < encoder_path.stat().st_mtime:
         report = run_knn(
