@@ -147,7 +147,6 @@ class DarknetDetector:
                           confidences[kept].astype(np.float32))
 
 
-@functools.lru_cache(maxsize=2)
 def load_detector(
     weights: str, confidence: float, image_size: int, device: str | None = None, threads: int = 1
 ) -> Detector:
@@ -156,6 +155,11 @@ def load_detector(
     ``threads`` caps the CPU threads of inference (torch's or OpenCV's, process-wide): the detector runs
     beside the decoder, and idle threads spinning for work would take the decoder's cores.
     """
+    return _load_detector(weights, confidence, image_size, device, threads)  # one cache key per detector
+
+
+@functools.lru_cache(maxsize=2)
+def _load_detector(weights: str, confidence: float, image_size: int, device: str | None, threads: int) -> Detector:
     if weights.endswith(".cfg"):
         import cv2
 

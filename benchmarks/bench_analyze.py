@@ -136,9 +136,16 @@ def _start_up(name: str, args: tuple) -> None:
     import wtours.analysis.run  # noqa: F401
 
     if name.startswith("full"):
-        from wtours.analysis.detectors import load_detector
+        import numpy as np
 
-        load_detector(args[1], 0.25, 640, None)
+        from wtours.analysis.detectors import load_detector
+        from wtours.analysis.settings import AnalysisSettings
+
+        defaults = AnalysisSettings()
+        detector = load_detector(
+            args[1], defaults.detector_confidence, defaults.detector_width, None, defaults.detector_threads
+        )
+        detector.detect([np.zeros((360, 640, 3), np.uint8)])  # ultralytics sets up its predictor on first use
 
 
 def _measure(name: str, args: tuple, queue) -> None:
