@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test demo lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,11 +27,11 @@ test: $(STAMP) $(ASSETS)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP)
-	$(BIN)/wtours demo
+demo: $(STAMP) $(ASSETS)
+	$(BIN)/wtours demo --detector .cache/assets/yolov3-tiny/yolov3-tiny.cfg
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo

@@ -4,6 +4,7 @@ subpackage imports from a built wheel, and the CLI starts without importing heav
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -63,10 +64,21 @@ def test_cli_lists_every_subcommand_with_help(tmp_path):
 
 @pytest.mark.slow
 def test_built_wheel_installs_and_imports_every_module(tmp_path):
+    # Build from a copy of the source files: setuptools' build/ folder in the checkout could otherwise
+    # carry stale modules into the wheel.
+    source = tmp_path / "source"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO, check=True,
+        capture_output=True, text=True,
+    ).stdout.splitlines()  # fmt: skip
+    for name in files:
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name, follow_symlinks=False)
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(wheel_dir), str(REPO)],
+         "--wheel-dir", str(wheel_dir), str(source)],
         check=True, capture_output=True, timeout=300,
     )
     (wheel,) = wheel_dir.glob("wtours-*.whl")

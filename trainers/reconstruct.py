@@ -106,12 +106,22 @@ def write_reconstruction(
     }
 
 
-def demo_pretrain_and_reconstruct(workdir: Path, videos: list[Path], *, show_progress: bool = True) -> dict[str, float]:
-    """The demo's VideoMAE stage: the tiny preset on 4-frame clips decoded from ``videos`` (CPU, seconds),
-    then the reconstruction grid of the first clip. Idempotent: a finished run is reused.
+def demo_pretrain_and_reconstruct(
+    workdir: Path,
+    data_dir: Path,
+    video: Path,
+    *,
+    frames_per_clip: int,
+    stride: int,
+    show_progress: bool = True,
+) -> dict[str, float | str]:
+    """The demo's VideoMAE stage: the tiny preset on the curated clips of ``data_dir`` (CPU, seconds), then
+    the reconstruction grid of the first clip of ``video``. Idempotent: a finished run is reused, an
+    interrupted one resumes.
 
-    Writes ``workdir/runs/videomae-tiny/`` and ``workdir/videomae-reconstruction.png``; returns the first and
-    last logged losses and the grid's clip loss.
+    ``frames_per_clip`` (even: tubelets are 2 frames) and ``stride`` must be those the clips were curated
+    with. Writes ``workdir/runs/videomae-tiny/`` and ``workdir/videomae-reconstruction.png``; returns the
+    run folder, the first and last logged losses and the grid's clip loss.
     """
     from wtours.progress import console
     from wtours.store import read_json
@@ -119,16 +129,21 @@ def demo_pretrain_and_reconstruct(workdir: Path, videos: list[Path], *, show_pro
     from wtours.trainers.engine import CHECKPOINT_NAME
     from wtours.trainers.launch import run_pretrain
 
-    config = load_config(
-        "videomae_tiny_cpu",
-        {"run.output_dir": str(Path(workdir) / "runs"), "run.device": "cpu", "data.proxy_short_side": 48},
-    )
+    overrides = {
+        "run.output_dir": str(Path(workdir) / "runs"),
+        "run.device": "cpu",
+        "data.data_dir": str(data_dir),
+        "data.frames_per_clip": frames_per_clip,
+        "data.stride": stride,
+        "optim.steps_per_epoch": 10,  # 2 epochs x 10 steps: a demo of the machinery, not a useful encoder
+    }
+    config = load_config("videomae_tiny_cpu", overrides)
     summary = read_json(config.run_dir / "summary.json") or {}
     if not summary or summary.get("steps_done") != summary.get("total_steps"):
         resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        run_pretrain(config, videos=videos, resume=resume, show_progress=show_progress)
+        run_pretrain(config, resume=resume, show_progress=show_progress)
     grid_path = Path(workdir) / "videomae-reconstruction.png"
-    figures = write_reconstruction(config.run_dir, videos[0], grid_path)
+    figures = write_reconstruction(config.run_dir, video, grid_path)
     losses = [
         json.loads(line)["loss"] for line in (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     ]
@@ -137,4 +152,10 @@ def demo_pretrain_and_reconstruct(workdir: Path, videos: list[Path], *, show_pro
         f"reconstruction grid {grid_path}",
         highlight=False,
     )
-    return {"first_loss": losses[0], "last_loss": losses[-1], "clip_loss": figures["loss"]}
+    return {
+        "run_dir": str(config.run_dir),
+        "grid": str(grid_path),
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "clip_loss": figures["loss"],
+    }

@@ -167,11 +167,20 @@ def sample(
 def demo(
     workdir: Path = typer.Option(Path("demo"), "--workdir", help="Folder for everything the demo writes."),
     seconds: float = typer.Option(8.0, "--seconds", min=2.0, help="Length of each sample video."),
+    detector: str | None = typer.Option(
+        None,
+        "--detector",
+        help="Object detector for the analysis stage: ultralytics weights (yolo11n.pt, downloaded once where "
+        "there is internet) or a Darknet .cfg with its .weights and coco.names beside it. `make demo` passes "
+        "the YOLOv3-tiny COCO detector fetched from the package registry. Default: no objects analysis.",
+        show_default=False,
+    ),
 ) -> None:
-    """Run the whole chain offline on the embedded sample: render, serve on loopback, fetch with yt-dlp, ..."""
+    """Run the whole chain offline on the embedded sample: render, serve on loopback, fetch with yt-dlp,
+    analyze, curate, pretrain DINO / DoRA / VideoMAE for a few CPU steps, evaluate and compare."""
     from wtours.demo import run_demo
 
-    run_demo(workdir, seconds=seconds)
+    run_demo(workdir, seconds=seconds, detector=detector)
 
 
 @app.command()

@@ -36,6 +36,7 @@ class DemoRun:
 
     workdir: Path
     seconds: float
+    detector: str | None = None  # objects analysis: weights/config path or name; None skips it
     # (what, where) lines of the final summary, and commands worth trying next.
     outputs: list[tuple[str, str]] = field(default_factory=list)
     next_commands: list[str] = field(default_factory=list)
@@ -135,8 +136,9 @@ def analyze_sample(run: DemoRun) -> None:
 
     store = Store.at(run.data_dir)
     manifest = load_manifest(run.manifest_path)
-    # No detector: offline there are no trained weights (ultralytics would download yolo11n.pt).
-    settings = AnalysisSettings(detector=None)
+    # Offline there are no ultralytics weights (it would download yolo11n.pt); `make demo` passes the
+    # official YOLOv3-tiny COCO detector fetched from the package registry (scripts/get_test_assets.py).
+    settings = AnalysisSettings(detector=run.detector, detector_fps=5.0)
     results = analyze_videos(videos_from_manifest(manifest, None, None, store), store, settings)
     print_results(results)
     failed = [result.error for result in results if not result.ok]
@@ -174,7 +176,7 @@ def curate_sample(run: DemoRun) -> None:
 
     store = Store.at(run.data_dir)
     # Clips of 8 frames at stride 4 span about a second: many fit in the walk, few between the movie's cuts.
-    options = CurateOptions(clips=ClipSpec(frames_per_clip=8, stride=4), proxy=ProxySettings(short_side=180))
+    options = CurateOptions(clips=ClipSpec(**DEMO_CLIP), proxy=ProxySettings(short_side=180))
     results = curate_videos(store, list(SAMPLE_NAMES), options)
     failed = [f"{result.video_id}: {result.error}" for result in results if not result.ok]
     if failed:
@@ -183,13 +185,76 @@ def curate_sample(run: DemoRun) -> None:
         run.outputs.append((f"{result.video_id} clips", f"{store.clips_path(result.video_id)} ({result.clips} clips)"))
 
 
-# The demo, in order. Later stages (pretraining, comparison) are appended as they land.
-STAGES: list[Callable[[DemoRun], None]] = [render_sample, fetch_from_loopback, analyze_sample, curate_sample]
+# Clips of the demo: 8 frames, 4 apart (about a second of the 30 fps sample), shared by every method.
+DEMO_CLIP = {"frames_per_clip": 8, "stride": 4}
 
 
-def run_demo(workdir: str | Path = "demo", *, seconds: float = 8.0) -> DemoRun:
+def _training_ready(run: DemoRun, stage: str) -> bool:
+    if _extra_missing(run, stage, "train", ("torch", "timm")):
+        return False
+    if not all(Store.at(run.data_dir).clips_path(video_id).is_file() for video_id in SAMPLE_NAMES):
+        run.outputs.append((stage, "skipped: pretraining needs the curated clips"))
+        return False
+    return True
+
+
+def pretrain_dino(run: DemoRun) -> None:
+    """A few DINO steps on the curated clips (tiny ViT, CPU), then k-NN on the sample's labelled crops."""
+    if not _training_ready(run, "DINO"):
+        return
+    from wtours.trainers.launch import demo_pretrain_and_knn
+
+    report = demo_pretrain_and_knn(run.workdir, run.data_dir, **DEMO_CLIP)
+    knn = ", ".join(f"k={k}: {value:.1f}%" for k, value in report["top1"].items())
+    run.outputs.append(
+        ("DINO run", f"{report['run_dir']} (loss {report['first_loss']:.2f} -> {report['last_loss']:.2f}; "
+         f"k-NN top-1 {knn}, majority class {report['majority_class_top1']:.1f}%)")
+    )  # fmt: skip
+
+
+def pretrain_dora(run: DemoRun) -> None:
+    """A few DoRA steps on the same clips, then the objects its teacher discovers and tracks."""
+    if not _training_ready(run, "DoRA"):
+        return
+    from wtours.trainers.tracks import demo_dora
+
+    video = Store.at(run.data_dir).video_path(WALK_ID)
+    report = demo_dora(run.workdir, run.data_dir, video, **DEMO_CLIP)
+    run.outputs.append(
+        ("DoRA run", f"{report['run_dir']} (loss {report['first_loss']:.2f} -> {report['last_loss']:.2f})")
+    )
+    run.outputs.append(("DoRA tracks", f"{report['strip']}, {report['gif']}"))
+
+
+def pretrain_videomae(run: DemoRun) -> None:
+    """A few VideoMAE steps on the same clips, then a reconstruction grid."""
+    if not _training_ready(run, "VideoMAE"):
+        return
+    from wtours.trainers.reconstruct import demo_pretrain_and_reconstruct
+
+    video = Store.at(run.data_dir).video_path(WALK_ID)
+    report = demo_pretrain_and_reconstruct(run.workdir, run.data_dir, video, **DEMO_CLIP)
+    run.outputs.append(
+        ("VideoMAE run", f"{report['run_dir']} (loss {report['first_loss']:.3f} -> {report['last_loss']:.3f})")
+    )
+    run.outputs.append(("VideoMAE reconstruction", str(report["grid"])))
+
+
+# The demo, in order; each stage is idempotent.
+STAGES: list[Callable[[DemoRun], None]] = [
+    render_sample,
+    fetch_from_loopback,
+    analyze_sample,
+    curate_sample,
+    pretrain_dino,
+    pretrain_dora,
+    pretrain_videomae,
+]
+
+
+def run_demo(workdir: str | Path = "demo", *, seconds: float = 8.0, detector: str | None = None) -> DemoRun:
     """Run every stage on the embedded sample inside ``workdir`` and print where everything is."""
-    run = DemoRun(Path(workdir), seconds)
+    run = DemoRun(Path(workdir), seconds, detector)
     run.workdir.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     for stage in STAGES:
