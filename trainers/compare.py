@@ -382,7 +382,7 @@ def draw_evaluation_bars(records: Sequence[RunRecord], out_stem: Path, group_by:
                 ax.bar(position, value, width=0.8, color=color)
                 ax.text(position, value + 1, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(positions, [records[index].label for index in order], rotation=35, ha="right", fontsize=7)
-        ax.set(title=title, ylabel="%", ylim=(0, 105))
+        ax.set(title=title, ylabel="%", ylim=(0, 105), xlim=(positions[0] - 0.8, positions[-1] + 0.8))
         ax.grid(axis="y", alpha=0.3)
     handles = [Patch(color=group_colors[group]) for group in groups]
     figure.legend(handles, groups, loc="outside upper center", ncols=min(4, len(groups)), fontsize=8,
@@ -410,6 +410,7 @@ def draw_attention_rows(
 
     torch_device = pick_device(device)
     grids: list[np.ndarray | None] = []
+    without_cls: set[str] = set()
     for record in records:
         if not record.has_encoder:
             grids.append(None)
@@ -425,15 +426,22 @@ def draw_attention_rows(
                 maps.append(cls_attention_maps(model, tensor[None].to(torch_device)).cpu())
             pixels.append(rgb)
         grids.append(render_attention_grid(np.stack(pixels), torch.cat(maps), patch_size, mass))
+        if model.num_prefix_tokens == 0:  # e.g. VideoMAE: the maps are the first patch's attention
+            without_cls.add(record.label)
     widest = max((grid.shape[1] for grid in grids if grid is not None), default=image_size)
     row_height = len(image_paths) * image_size
-    figure = Figure(figsize=(widest / 100, 1.05 * row_height * len(records) / 100 + 0.3), layout="constrained")
+    tile_inches = 1.4  # each image and head tile, whatever the pixel size, so tiny and 480 px grids both read
+    figure = Figure(
+        figsize=(tile_inches * widest / image_size + 0.6, tile_inches * len(image_paths) * len(records) + 0.4),
+        layout="constrained",
+    )
     for ax, record, grid in zip(figure.subplots(len(records), 1, squeeze=False)[:, 0], records, grids, strict=True):
         ax.set_xticks([])
         ax.set_yticks([])
         for spine in ax.spines.values():  # the grids are pictures, not plots
             spine.set_visible(False)
-        ax.set_ylabel(f"{record.label}\n({record.method})", fontsize=8)
+        note = "\nno [CLS]: first patch's" if record.label in without_cls else ""
+        ax.set_ylabel(f"{record.label}\n({record.method}){note}", fontsize=8)
         if grid is None:
             ax.set(xlim=(0, widest), ylim=(row_height, 0))
             ax.text(widest / 2, row_height / 2, "n/a: no exported encoder", ha="center", va="center", color="0.4")
