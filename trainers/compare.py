@@ -313,11 +313,12 @@ def _save_figure(figure, out_stem: Path) -> list[Path]:
     return written
 
 
-def _run_colors(records: Sequence[RunRecord]) -> dict[str, Any]:
+def _colors(keys: Sequence[str]) -> dict[str, Any]:
+    """A tab10 colour per key, in order (cycling after ten)."""
     from matplotlib import colormaps
 
     palette = colormaps["tab10"].colors
-    return {record.label: palette[index % len(palette)] for index, record in enumerate(records)}
+    return {key: palette[index % len(palette)] for index, key in enumerate(keys)}
 
 
 def draw_loss_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]:
@@ -327,7 +328,7 @@ def draw_loss_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]
     methods = list(dict.fromkeys(record.method for record in records))
     by_epoch = all(record.steps_per_epoch for record in records if record.losses)
     figure = Figure(figsize=(4.2 * len(methods), 3.2), layout="constrained")
-    colors = _run_colors(records)
+    colors = _colors([record.label for record in records])
     for panel, method in zip(figure.subplots(1, len(methods), squeeze=False)[0], methods, strict=True):
         for record in (record for record in records if record.method == method):
             color = colors[record.label]
@@ -367,8 +368,7 @@ def draw_evaluation_bars(records: Sequence[RunRecord], out_stem: Path, group_by:
         x += 1.0 if previous in (None, group) else 1.6
         positions.append(x)
         previous = group
-    palette = _run_colors(records)  # reuse tab10, indexed by group here
-    group_colors = {group: list(palette.values())[index % len(palette)] for index, group in enumerate(groups)}
+    group_colors = _colors(groups)
     panels = _measurements(records)
     figure = Figure(figsize=(max(3.0, 0.5 * len(records) + 1.5) * len(panels), 3.6), layout="constrained")
     for ax, (title, values) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
