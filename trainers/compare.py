@@ -189,7 +189,7 @@ COLUMNS = (
     ("arch", "backbone", str),
     ("pretraining_videos", "pretraining videos", str),
     ("steps", "steps", str),
-    ("total_steps", "of", str),
+    ("total_steps", "total steps", str),
     ("final_loss", "final loss", "{:.3f}".format),
     ("knn_top1", "k-NN top-1", "{:.1f}".format),
     ("knn_k", "k", str),
