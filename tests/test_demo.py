@@ -4,6 +4,7 @@ report; then again, which must redo nothing."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -62,7 +63,23 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
     assert (data / "figures" / "figure2.png").is_file()
     assert first.stdout.count("as in the truth") == 2
 
-    kept = [*videos.iterdir(), *(workdir / "source").glob("*.mp4"), *(data / "figures").iterdir()]
+    # Each method trained a few steps on the curated clips and exported a timm-loadable encoder.
+    runs = workdir / "runs"
+    for method in ("dino", "dora", "videomae"):
+        losses = [json.loads(line)["loss"] for line in (runs / f"{method}-tiny" / "metrics.jsonl").open()]
+        summary = json.loads((runs / f"{method}-tiny" / "summary.json").read_text())
+        assert summary["steps_done"] == summary["total_steps"] == len(losses) > 0
+        assert all(math.isfinite(loss) for loss in losses)
+        assert (runs / f"{method}-tiny" / "encoder.safetensors").is_file()
+        assert json.loads((runs / f"{method}-tiny" / "eval" / "knn.json").read_text())["top1"]
+    table = (workdir / "comparison" / "results.md").read_text()
+    assert all(f"{method}-tiny" in table for method in ("dino", "dora", "videomae"))
+    assert (workdir / "comparison" / "loss_curves.pdf").is_file()
+    assert (workdir / "tracks" / "dora-tiny.gif").is_file()
+    assert (workdir / "videomae-reconstruction.png").is_file()
+
+    kept = [*videos.iterdir(), *(workdir / "source").glob("*.mp4"), *(data / "figures").iterdir(),
+            *runs.glob("*/checkpoint.pt")]  # fmt: skip
     stamps = {path: path.stat().st_mtime_ns for path in kept}
     second, second_seconds = run_demo_command(workdir)
     for video_id in VIDEO_IDS:
@@ -75,6 +92,8 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
     third, _ = run_demo_command(workdir, seconds=3)
     assert third.stdout.count("(fetched)") == 2 and third.stdout.count("as in the truth") == 2
     assert json.loads((videos / "sample_walk.json").read_text())["frame_count"] == 90
+    dino_checkpoint = runs / "dino-tiny" / "checkpoint.pt"
+    assert dino_checkpoint.stat().st_mtime_ns > stamps[dino_checkpoint], "runs on the earlier sample are redone"
 
 
 def test_stages_without_their_optional_dependencies_say_so_and_step_aside(tmp_path, monkeypatch):

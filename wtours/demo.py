@@ -69,6 +69,13 @@ def render_sample(run: DemoRun) -> None:
         truth = SampleTruth.load(truth_path)
         current = current and (truth.width, truth.height, truth.n_frames) == expected
     if not current:
+        import shutil
+
+        # Runs trained on an earlier rendering are stale too (videos and their analysis are replaced by
+        # the fetch stage, which sees their checksums change).
+        for derived in ("runs", "tracks", "labelled", "comparison"):
+            shutil.rmtree(run.workdir / derived, ignore_errors=True)
+        (run.workdir / "videomae-reconstruction.png").unlink(missing_ok=True)
         with console.status(f"rendering the embedded sample ({run.seconds:g} s, {SAMPLE_WIDTH} px wide)"):
             write_sample_set(run.source_dir, seconds=run.seconds, width=SAMPLE_WIDTH, fps=SAMPLE_FPS)
     run.outputs.append(("sample videos + ground truth", f"{run.source_dir}/{{walk,movie}}.mp4, *.truth.json"))
@@ -240,6 +247,34 @@ def pretrain_videomae(run: DemoRun) -> None:
     run.outputs.append(("VideoMAE reconstruction", str(report["grid"])))
 
 
+def compare_methods(run: DemoRun) -> None:
+    """k-NN of every demo run on the sample's labelled crops, then `wtours compare` over the runs."""
+    runs = [run.workdir / "runs" / f"{method}-tiny" for method in ("dino", "dora", "videomae")]
+    runs = [run_dir for run_dir in runs if (run_dir / "encoder.safetensors").is_file()]
+    if not runs:
+        return
+    from wtours.trainers.compare import compare_runs
+    from wtours.trainers.launch import run_knn
+
+    stamps = []
+    for run_dir in runs:
+        knn_path = run_dir / "eval" / "knn.json"
+        if not knn_path.is_file() or knn_path.stat().st_mtime < (run_dir / "encoder.safetensors").stat().st_mtime:
+            run_knn(
+                run_dir, None, ks=(5, 10), temperature=0.07, image_size=64, batch_size=64, device="cpu",
+                num_workers=0, out_json=knn_path, sample_dir=run.workdir / "labelled",
+            )  # fmt: skip
+        stamps.append(knn_path.stat().st_mtime)
+    out_dir = run.workdir / "comparison"
+    table = out_dir / "results.md"
+    if not table.is_file() or table.stat().st_mtime < max(stamps):
+        person = sorted((run.workdir / "labelled" / "val" / "person").glob("*"))[:1]
+        compare_runs(runs, out_dir, attention_images=person, attention_size=64, device="cpu")
+    run.outputs.append(("comparison (figures + table)", f"{out_dir}/{{loss_curves,eval_by_method,attention}}.png, "
+                        f"{table}, results.csv, results.tex"))  # fmt: skip
+    run.next_commands.append(f"wtours compare {' '.join(str(path) for path in runs)} --out {out_dir}")
+
+
 # The demo, in order; each stage is idempotent.
 STAGES: list[Callable[[DemoRun], None]] = [
     render_sample,
@@ -249,6 +284,7 @@ STAGES: list[Callable[[DemoRun], None]] = [
     pretrain_dino,
     pretrain_dora,
     pretrain_videomae,
+    compare_methods,
 ]
 
 
