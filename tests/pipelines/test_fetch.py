@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from wtours.pipelines.fetch import FetchOptions, ffmpeg_dir, format_preferences, ytdlp_options
 
 from wtours.errors import WtoursError
 from wtours.manifest import PACKAGED_MANIFEST
+from wtours.pipelines.fetch import FetchOptions, ffmpeg_dir, format_preferences, ytdlp_options
 from wtours.sample.server import LoopbackServer, write_video_page
 from wtours.store import Store
 
