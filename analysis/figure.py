@@ -121,6 +121,10 @@ def draw_figure2(results: Sequence[VideoResult], out_dir: Path, *, duration: flo
 
 
 def _boxes(ax, values: list[np.ndarray], labels: list[str], colors: list) -> None:
+    if not any(len(v) for v in values):
+        ax.text(0.5, 0.5, "no detector run\n(wtours analyze --detector ...)", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_yticks([])
     shown = [v if len(v) else np.array([np.nan]) for v in values]
     parts = ax.boxplot(shown, patch_artist=True, showmeans=True, widths=0.6)
     for patch, color in zip(parts["boxes"], colors, strict=True):
@@ -147,6 +151,7 @@ def _class_frequency(ax, stats: list[VideoStats], groups: list[str], group_color
     ax.set(title="(c) class frequency (share of detections)", xlabel="share")
     if not classes:
         ax.text(0.5, 0.5, "no detections", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
 
 
 TABLE_COLUMNS = ("video", "group", "duration", "resolution", "fps", "frames", "shots",
