@@ -19,8 +19,8 @@ from wtours.trainers.schedules import linear_warmup_then_constant
 from wtours.trainers.views import ViewSpec, multi_crop
 
 
-class Options(BaseModel):
-    """The ``dino:`` section of a config."""
+class HeadLossOptions(BaseModel):
+    """The projection head and the centred, sharpened loss: shared by DINO and DoRA."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +33,11 @@ class Options(BaseModel):
     warmup_teacher_temp: float = Field(0.04, gt=0)
     warmup_teacher_temp_epochs: float = Field(0, ge=0)
     center_momentum: float = Field(0.9, ge=0, le=1)
+
+
+class Options(HeadLossOptions):
+    """The ``dino:`` section of a config."""
+
     global_crops_size: int = Field(224, ge=16)
     global_crops_scale: tuple[float, float] = (0.4, 1.0)
     local_crops_number: int = Field(8, ge=0)

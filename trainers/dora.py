@@ -20,34 +20,24 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import nn
 
 from wtours.errors import WtoursError
 from wtours.trainers.attention import last_block_attention
 from wtours.trainers.backbones import BackboneSpec, embed_dim
 from wtours.trainers.config import TrainConfig
-from wtours.trainers.dino import DinoHead, MultiCropNetwork, updated_center
+from wtours.trainers.dino import DinoHead, HeadLossOptions, MultiCropNetwork, updated_center
 from wtours.trainers.methods import Method, ScheduleShape, StepState
 from wtours.trainers.schedules import linear_warmup_then_constant
 from wtours.trainers.sinkhorn import sinkhorn_knopp
 from wtours.trainers.views import ViewSpec, crop_resize, photometric, random_resized_crop_boxes
 
 
-class Options(BaseModel):
-    """The ``dora:`` section of a config."""
+class Options(HeadLossOptions):
+    """The ``dora:`` section of a config (head and loss options as DINO's)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    out_dim: int = Field(65536, ge=2, description="prototypes of the head; lower (e.g. 4096) on small data")
-    hidden_dim: int = Field(2048, ge=1)
-    bottleneck_dim: int = Field(256, ge=1)
     norm_last_layer: bool = Field(False, description="True is slower to train but more stable")
-    student_temp: float = Field(0.1, gt=0)
-    teacher_temp: float = Field(0.04, gt=0)
-    warmup_teacher_temp: float = Field(0.04, gt=0)
-    warmup_teacher_temp_epochs: float = Field(0, ge=0)
-    center_momentum: float = Field(0.9, ge=0, le=1)
     clip_crop_size: int = Field(300, ge=16, description="side of the crop first cut from the whole clip")
     clip_crop_scale: tuple[float, float] = (0.2, 1.0)
     global_crops_size: int = Field(224, ge=16, description="side of the global clip view (teacher and masks)")

@@ -107,6 +107,38 @@ def run_knn(
     return report
 
 
+def train_demo_run(
+    preset: str, workdir: Path, data_dir: Path, *, frames_per_clip: int, stride: int, show_progress: bool = True
+) -> tuple[TrainConfig, list[float]]:
+    """Train a tiny preset on the demo's curated clips to its end (CPU; 2 epochs x 10 steps, a demo of the
+    machinery, not a useful encoder) and return its config and logged losses.
+
+    ``frames_per_clip`` and ``stride`` must be those the clips were curated with. Idempotent: a finished
+    run is reused, an interrupted one resumes. The run goes to ``workdir/runs/<preset's run name>/``.
+    """
+    from wtours.store import read_json
+    from wtours.trainers.engine import CHECKPOINT_NAME
+
+    overrides = {
+        "run.output_dir": str(workdir / "runs"),
+        "run.device": "cpu",
+        "data.data_dir": str(data_dir),
+        "data.frames_per_clip": frames_per_clip,
+        "data.stride": stride,
+        "data.mode": "index",
+        "optim.steps_per_epoch": 10,
+    }
+    config = load_config(preset, overrides)
+    if config.method != "videomae":  # image methods see every frame of a clip: about 16 frames per step
+        config = load_config(preset, {**overrides, "optim.batch_size": max(1, 16 // frames_per_clip)})
+    summary = read_json(config.run_dir / "summary.json") or {}
+    if not summary or summary.get("steps_done") != summary.get("total_steps"):
+        resume = (config.run_dir / CHECKPOINT_NAME).exists()
+        run_pretrain(config, resume=resume, show_progress=show_progress)
+    lines = (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return config, [json.loads(line)["loss"] for line in lines]
+
+
 def demo_pretrain_and_knn(
     workdir: Path,
     data_dir: Path,
@@ -125,22 +157,12 @@ def demo_pretrain_and_knn(
     """
     from wtours.store import read_json
     from wtours.trainers.compare import EVAL_DIR_NAME
-    from wtours.trainers.engine import CHECKPOINT_NAME, ENCODER_NAME
+    from wtours.trainers.engine import ENCODER_NAME
 
-    overrides = {
-        "run.output_dir": str(workdir / "runs"),
-        "run.device": "cpu",
-        "data.data_dir": str(data_dir),
-        "data.frames_per_clip": frames_per_clip,
-        "data.stride": stride,
-        "optim.batch_size": max(1, 16 // frames_per_clip),
-        "optim.steps_per_epoch": 10,  # 2 epochs x 10 steps: a demo of the machinery, not a useful encoder
-    }
-    config = load_config("dino_tiny_cpu", overrides)
-    summary = read_json(config.run_dir / "summary.json") or {}
-    if not summary or summary.get("steps_done") != summary.get("total_steps"):
-        resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        run_pretrain(config, resume=resume, show_progress=show_progress)
+    config, losses = train_demo_run(
+        "dino_tiny_cpu", workdir, data_dir, frames_per_clip=frames_per_clip, stride=stride,
+        show_progress=show_progress,
+    )  # fmt: skip
     knn_path, encoder_path = config.run_dir / EVAL_DIR_NAME / "knn.json", config.run_dir / ENCODER_NAME
     report = read_json(knn_path)
     if report is None or knn_path.stat().st_mtime < encoder_path.stat().st_mtime:
@@ -156,8 +178,6 @@ def demo_pretrain_and_knn(
             out_json=knn_path,
             sample_dir=workdir / "labelled",
         )
-    lines = (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    losses = [json.loads(line)["loss"] for line in lines]
     console.print(
         f"DINO (tiny, CPU): loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps; k-NN top-1 "
         + ", ".join(f"k={k}: {value:.1f}%" for k, value in report["top1"].items())

@@ -124,29 +124,14 @@ def demo_pretrain_and_reconstruct(
     run folder, the first and last logged losses and the grid's clip loss.
     """
     from wtours.progress import console
-    from wtours.store import read_json
-    from wtours.trainers.config import load_config
-    from wtours.trainers.engine import CHECKPOINT_NAME
-    from wtours.trainers.launch import run_pretrain
+    from wtours.trainers.launch import train_demo_run
 
-    overrides = {
-        "run.output_dir": str(Path(workdir) / "runs"),
-        "run.device": "cpu",
-        "data.data_dir": str(data_dir),
-        "data.frames_per_clip": frames_per_clip,
-        "data.stride": stride,
-        "optim.steps_per_epoch": 10,  # 2 epochs x 10 steps: a demo of the machinery, not a useful encoder
-    }
-    config = load_config("videomae_tiny_cpu", overrides)
-    summary = read_json(config.run_dir / "summary.json") or {}
-    if not summary or summary.get("steps_done") != summary.get("total_steps"):
-        resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        run_pretrain(config, resume=resume, show_progress=show_progress)
+    config, losses = train_demo_run(
+        "videomae_tiny_cpu", Path(workdir), data_dir, frames_per_clip=frames_per_clip, stride=stride,
+        show_progress=show_progress,
+    )  # fmt: skip
     grid_path = Path(workdir) / "videomae-reconstruction.png"
     figures = write_reconstruction(config.run_dir, video, grid_path)
-    losses = [
-        json.loads(line)["loss"] for line in (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
     console.print(
         f"VideoMAE (tiny, CPU): loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps; "
         f"reconstruction grid {grid_path}",

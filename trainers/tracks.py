@@ -205,27 +205,12 @@ def demo_dora(
     mean mask area of the tracked objects.
     """
     from wtours.progress import console
-    from wtours.store import read_json
-    from wtours.trainers.config import load_config
-    from wtours.trainers.engine import CHECKPOINT_NAME
-    from wtours.trainers.launch import run_pretrain
+    from wtours.trainers.launch import train_demo_run
 
-    overrides = {
-        "run.output_dir": str(workdir / "runs"),
-        "run.device": "cpu",
-        "data.data_dir": str(data_dir),
-        "data.frames_per_clip": frames_per_clip,
-        "data.stride": stride,
-        "data.mode": "index",
-        "optim.batch_size": max(1, 16 // frames_per_clip),
-        "optim.steps_per_epoch": 10,  # 2 epochs x 10 steps: a demo of the machinery, not a useful encoder
-    }
-    config = load_config("dora_tiny_cpu", overrides)
-    summary = read_json(config.run_dir / "summary.json") or {}
-    if not summary or summary.get("steps_done") != summary.get("total_steps"):
-        resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        run_pretrain(config, resume=resume, show_progress=show_progress)
-    records = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    config, losses = train_demo_run(
+        "dora_tiny_cpu", workdir, data_dir, frames_per_clip=frames_per_clip, stride=stride,
+        show_progress=show_progress,
+    )  # fmt: skip
     options = config.method_options
     strip_path, gif_path, tracks = eval_tracks(
         config.run_dir,
@@ -239,14 +224,14 @@ def demo_dora(
         name=config.run.name,
     )
     console.print(
-        f"DoRA (tiny, CPU): loss {records[0]['loss']:.3f} -> {records[-1]['loss']:.3f} over {len(records)} steps; "
+        f"DoRA (tiny, CPU): loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps; "
         f"{len(tracks.heads)} objects tracked over {tracks.frames.shape[0]} frames -> {strip_path}, {gif_path}",
         highlight=False,
     )
     return {
         "run_dir": str(config.run_dir),
-        "first_loss": records[0]["loss"],
-        "last_loss": records[-1]["loss"],
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
         "mask_area": float(tracks.masks.float().mean()),
         "strip": str(strip_path),
         "gif": str(gif_path),
