@@ -47,6 +47,16 @@ GroupOption = typer.Option(
 )
 
 
+EncoderArgument = typer.Argument(
+    ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
+)
+EvalDeviceOption = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu.")
+EvalArchOption = typer.Option(
+    None, "--arch", help="timm architecture; default: the one named in the weights file.", show_default=False
+)
+ImageWorkersOption = typer.Option(2, "--num-workers", min=0, help="Image-decoding processes.")
+
+
 def _split_ids(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
@@ -566,9 +576,7 @@ app.add_typer(eval_app, name="eval")
 
 @eval_app.command("knn")
 def eval_knn(
-    encoder: Path = typer.Argument(
-        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
-    ),
+    encoder: Path = EncoderArgument,
     labelled: Path | None = typer.Option(
         None,
         "--data",
@@ -587,8 +595,8 @@ def eval_knn(
         help="Centre crop (after a resize to 256/224 of it): the training crop size."
     ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
-    num_workers: int = typer.Option(2, "--num-workers", min=0, help="Image-decoding processes."),
+    device: str = EvalDeviceOption,
+    num_workers: int = ImageWorkersOption,
     out: Path | None = typer.Option(
         None,
         "--out",
@@ -626,9 +634,7 @@ def eval_knn(
 
 @eval_app.command("linear")
 def eval_linear(
-    encoder: Path = typer.Argument(
-        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
-    ),
+    encoder: Path = EncoderArgument,
     labelled: Path | None = typer.Option(
         None,
         "--data",
@@ -686,8 +692,8 @@ def eval_linear(
     feature_batch_size: int = typer.Option(
         128, "--feature-batch-size", min=1, help="Images per encoder forward pass; lower it on a small GPU."
     ),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
-    num_workers: int = typer.Option(2, "--num-workers", min=0, help="Image-decoding processes."),
+    device: str = EvalDeviceOption,
+    num_workers: int = ImageWorkersOption,
     seed: int = typer.Option(0, "--seed", help="Seed of the classifier's initialisation and the batch order."),
     sample_dir: Path = typer.Option(
         Path("data/labelled/sample"), "--sample-dir", help="Where the built-in labelled set is written once."
@@ -721,16 +727,12 @@ def eval_linear(
 
 @eval_app.command("attention")
 def eval_attention(
-    encoder: Path = typer.Argument(
-        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
-    ),
+    encoder: Path = EncoderArgument,
     images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Images to show, one grid row each."),
     out: Path = typer.Option(
         Path("attention.png"), "--out", "-o", help="Grid image; the same name with .pdf is written beside it."
     ),
-    arch: str | None = typer.Option(
-        None, "--arch", help="timm architecture; default: the one named in the weights file.", show_default=False
-    ),
+    arch: str | None = EvalArchOption,
     image_size: int = typer.Option(
         480,
         "--image-size",
@@ -746,7 +748,7 @@ def eval_attention(
         help="Instead of raw maps, show the image inside the fewest patches holding this share of each head's "
         "attention (DINO's figures: 0.6).",
     ),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+    device: str = EvalDeviceOption,
 ) -> None:
     """Per-head [CLS] attention of the last block, one column per head (PNG and PDF)."""
     from wtours.trainers.eval_attention import write_attention_grid
@@ -759,9 +761,7 @@ def eval_attention(
 
 @eval_app.command("davis")
 def eval_davis(
-    encoder: Path = typer.Argument(
-        ..., exists=True, help="A run folder (runs/<name>) or its encoder.safetensors (+ .json beside it)."
-    ),
+    encoder: Path = EncoderArgument,
     davis_root: Path = typer.Argument(
         ...,
         exists=True,
@@ -778,9 +778,7 @@ def eval_davis(
         "ENCODER is a run, else ./davis.",
         show_default=False,
     ),
-    arch: str | None = typer.Option(
-        None, "--arch", help="timm architecture; default: the one named in the weights file.", show_default=False
-    ),
+    arch: str | None = EvalArchOption,
     split: str = typer.Option(
         "val", "--split", help="Sequence list ImageSets/2017/<split>.txt; 'train' to tune settings."
     ),
@@ -811,7 +809,7 @@ def eval_davis(
         min=0.0,
         help="Boundary tolerance of F: a fraction of the image diagonal, or pixels if >= 1 (DAVIS: 0.008).",
     ),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+    device: str = EvalDeviceOption,
 ) -> None:
     """DAVIS-2017 video object segmentation by label propagation of frozen patch features; J, F and J&F."""
     from wtours.trainers.compare import default_eval_output
@@ -902,7 +900,7 @@ def eval_tracks(
         show_default=False,
     ),
     seed: int = typer.Option(0, "--seed", help="Draws the heads when --head is not given; change it to see others."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU if present), cuda or cpu."),
+    device: str = EvalDeviceOption,
     name: str = typer.Option("tracks", "--name", help="File name stem of the two pictures."),
 ) -> None:
     """Draw the k objects DoRA's teacher discovers on a clip's first frame and tracks over its T frames."""
