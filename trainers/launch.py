@@ -18,6 +18,10 @@ def resolve_config(method: str | None, preset: str | None, overrides: dict[str, 
     """
     import yaml
 
+    from wtours.trainers.methods import METHODS
+
+    if method is not None and method not in METHODS:
+        raise WtoursError(f"unknown method {method!r} (available: {', '.join(sorted(METHODS))})")
     if preset is None:
         preset = f"{method or 'dino'}_vits16"
     declared = (yaml.safe_load(preset_path(preset).read_text(encoding="utf-8")) or {}).get("method", "dino")

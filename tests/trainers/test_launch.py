@@ -27,6 +27,7 @@ def test_show_config_applies_options_and_overrides() -> None:
         (["--preset", "dino_tiny_cpu", "--set", "dino.out_dim=-1"], "dino.out_dim: Input should be greater"),
         (["--preset", "no_such_preset"], "no preset or YAML file 'no_such_preset'"),
         (["--method", "dora", "--preset", "dino_tiny_cpu"], "is for method 'dino', not 'dora'"),
+        (["--method", "mae"], "unknown method 'mae' (available: dino, dora, videomae)"),
     ],
 )
 def test_bad_configs_are_one_line_errors(arguments: list[str], message: str) -> None:
