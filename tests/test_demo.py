@@ -72,6 +72,7 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
         assert all(math.isfinite(loss) for loss in losses)
         assert (runs / f"{method}-tiny" / "encoder.safetensors").is_file()
         assert json.loads((runs / f"{method}-tiny" / "eval" / "knn.json").read_text())["top1"]
+        assert 0 <= json.loads((runs / f"{method}-tiny" / "eval" / "linear.json").read_text())["top1"] <= 1
     table = (workdir / "comparison" / "results.md").read_text()
     assert all(f"{method}-tiny" in table for method in ("dino", "dora", "videomae"))
     assert (workdir / "comparison" / "loss_curves.pdf").is_file()

@@ -248,23 +248,32 @@ def pretrain_videomae(run: DemoRun) -> None:
 
 
 def compare_methods(run: DemoRun) -> None:
-    """k-NN of every demo run on the sample's labelled crops, then `wtours compare` over the runs."""
+    """k-NN and a linear probe of every demo run on the sample's labelled crops, then `wtours compare`."""
     runs = [run.workdir / "runs" / f"{method}-tiny" for method in ("dino", "dora", "videomae")]
     runs = [run_dir for run_dir in runs if (run_dir / "encoder.safetensors").is_file()]
     if not runs:
         return
     from wtours.trainers.compare import compare_runs
+    from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe
     from wtours.trainers.launch import run_knn
 
+    labelled = run.workdir / "labelled"
     stamps = []
     for run_dir in runs:
-        knn_path = run_dir / "eval" / "knn.json"
-        if not knn_path.is_file() or knn_path.stat().st_mtime < (run_dir / "encoder.safetensors").stat().st_mtime:
+        trained = (run_dir / "encoder.safetensors").stat().st_mtime
+        knn_path, linear_path = run_dir / "eval" / "knn.json", run_dir / "eval" / "linear.json"
+        if not knn_path.is_file() or knn_path.stat().st_mtime < trained:
             run_knn(
                 run_dir, None, ks=(5, 10), temperature=0.07, image_size=64, batch_size=64, device="cpu",
-                num_workers=0, out_json=knn_path, sample_dir=run.workdir / "labelled",
+                num_workers=0, out_json=knn_path, sample_dir=labelled,
             )  # fmt: skip
-        stamps.append(knn_path.stat().st_mtime)
+        if not linear_path.is_file() or linear_path.stat().st_mtime < trained:
+            # The tiny encoders have 2 blocks: probe the [CLS] of both, 30 epochs over cached features.
+            run_linear_probe(
+                run_dir, labelled / "train", labelled / "val", linear_path, config=LinearProbeConfig(epochs=30),
+                n_last_blocks=2, resize=64, crop=64, cache_dir=None, num_workers=0, device="cpu",
+            )  # fmt: skip
+        stamps += [knn_path.stat().st_mtime, linear_path.stat().st_mtime]
     out_dir = run.workdir / "comparison"
     table = out_dir / "results.md"
     if not table.is_file() or table.stat().st_mtime < max(stamps):
