@@ -138,12 +138,14 @@ def updated_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum:
     return center * momentum + (batch_sum / count) * (1 - momentum)
 
 
-class Dino(Method):
+class SelfDistillation(Method):
+    """A student (backbone + DINO head), its EMA teacher, the loss center and the per-step teacher
+    temperatures: what DINO and DoRA share. Subclasses add their views and loss."""
+
     def __init__(
-        self, spec: BackboneSpec, drop_path_rate: float, options: Options, shape: ScheduleShape
+        self, spec: BackboneSpec, drop_path_rate: float, options: HeadLossOptions, shape: ScheduleShape
     ) -> None:
         super().__init__()
-        self.options = options
         student_backbone = spec.create(drop_path_rate=drop_path_rate)
         head_kwargs = dict(
             in_dim=embed_dim(student_backbone),
@@ -162,6 +164,14 @@ class Dino(Method):
         self.teacher_temps = linear_warmup_then_constant(
             options.warmup_teacher_temp, options.teacher_temp, shape.total_steps, warmup_steps
         )
+
+
+class Dino(SelfDistillation):
+    def __init__(
+        self, spec: BackboneSpec, drop_path_rate: float, options: Options, shape: ScheduleShape
+    ) -> None:
+        super().__init__(spec, drop_path_rate, options, shape)
+        self.options = options
         global_jitter = dict(flip_p=0.5, jitter_p=0.8, grayscale_p=0.2)
         self.view_specs = [
             ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=1.0, **global_jitter),

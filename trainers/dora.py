@@ -25,11 +25,10 @@ from torch import nn
 
 from wtours.errors import WtoursError
 from wtours.trainers.attention import last_block_attention
-from wtours.trainers.backbones import BackboneSpec, embed_dim
+from wtours.trainers.backbones import BackboneSpec
 from wtours.trainers.config import TrainConfig
-from wtours.trainers.dino import DinoHead, HeadLossOptions, MultiCropNetwork, updated_center
-from wtours.trainers.methods import Method, ScheduleShape, StepState
-from wtours.trainers.schedules import linear_warmup_then_constant
+from wtours.trainers.dino import HeadLossOptions, SelfDistillation, updated_center
+from wtours.trainers.methods import ScheduleShape, StepState
 from wtours.trainers.sinkhorn import sinkhorn_knopp
 from wtours.trainers.views import ViewSpec, crop_resize, photometric, random_resized_crop_boxes
 
@@ -242,34 +241,17 @@ def dora_loss(
     return total / len(per_object_frame)
 
 
-class Dora(Method):
+class Dora(SelfDistillation):
     def __init__(self, spec: BackboneSpec, drop_path_rate: float, options: Options, shape: ScheduleShape) -> None:
-        super().__init__()
+        super().__init__(spec, drop_path_rate, options, shape)
         self.options = options
-        student_backbone = spec.create(drop_path_rate=drop_path_rate)
-        n_heads = student_backbone.blocks[-1].attn.num_heads
+        n_heads = self.student.backbone.blocks[-1].attn.num_heads
         if options.n_objects > n_heads:
             raise WtoursError(
                 f"dora.n_objects={options.n_objects}: objects come from distinct heads of the last block, "
                 f"and this backbone has {n_heads}"
             )
-        head_kwargs = dict(
-            in_dim=embed_dim(student_backbone),
-            out_dim=options.out_dim,
-            hidden_dim=options.hidden_dim,
-            bottleneck_dim=options.bottleneck_dim,
-            norm_last_layer=options.norm_last_layer,
-        )
         self.n_heads = n_heads
-        self.student = MultiCropNetwork(student_backbone, DinoHead(**head_kwargs))
-        self.teacher = MultiCropNetwork(spec.create(drop_path_rate=0.0), DinoHead(**head_kwargs))
-        self.teacher.load_state_dict(self.student.state_dict())
-        self.teacher.requires_grad_(False)
-        self.register_buffer("center", torch.zeros(1, options.out_dim))
-        warmup_steps = round(options.warmup_teacher_temp_epochs * shape.steps_per_epoch)
-        self.teacher_temps = linear_warmup_then_constant(
-            options.warmup_teacher_temp, options.teacher_temp, shape.total_steps, warmup_steps
-        )
 
     def train(self, mode: bool = True) -> Dora:
         super().train(mode)
