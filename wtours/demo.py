@@ -24,7 +24,7 @@ from pathlib import Path
 from wtours.errors import WtoursError
 from wtours.progress import console
 from wtours.sample.sample_set import MOVIE_ID, SAMPLE_NAMES, WALK_ID
-from wtours.store import Store
+from wtours.store import Store, file_sha256
 
 SAMPLE_WIDTH = 640
 SAMPLE_FPS = 30
@@ -95,7 +95,7 @@ def fetch_from_loopback(run: DemoRun) -> None:
     store = Store.at(run.data_dir)
     for video_id, name in SAMPLE_NAMES.items():
         sidecar = store.sidecar(video_id)
-        if sidecar and sidecar.get("sha256") != _sha256(run.source_dir / f"{name}.mp4"):
+        if sidecar and sidecar.get("sha256") != file_sha256(run.source_dir / f"{name}.mp4"):
             _forget(store, video_id)  # fetched from an earlier rendering (other --seconds): stale
     with LoopbackServer(run.source_dir) as server:
         sources = {WALK_ID: server.url(f"{SAMPLE_NAMES[WALK_ID]}.mp4"), MOVIE_ID: server.url("movie.html")}
@@ -110,7 +110,7 @@ def fetch_from_loopback(run: DemoRun) -> None:
     for result in results:
         sidecar = store.sidecar(result.video_id) or {}
         # yt-dlp should hand over the served bytes untouched; say so, since the truth depends on it.
-        same = sidecar.get("sha256") == _sha256(run.source_dir / f"{SAMPLE_NAMES[result.video_id]}.mp4")
+        same = sidecar.get("sha256") == file_sha256(run.source_dir / f"{SAMPLE_NAMES[result.video_id]}.mp4")
         note = "identical to the rendered file" if same else "differs from the rendered file (remuxed?)"
         where = f"{result.path} + {store.sidecar_path(result.video_id).name} ({note})"
         run.outputs.append((f"{result.video_id} ({result.status})", where))
@@ -317,16 +317,6 @@ def _forget(store: Store, video_id: str) -> None:
     store.clips_path(video_id).unlink(missing_ok=True)
     for folder in (store.partial_dir(video_id), store.analysis_dir(video_id), store.root / "proxies" / video_id):
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _print_summary(run: DemoRun, elapsed: float) -> None:

@@ -85,6 +85,17 @@ def read_json(path: str | os.PathLike[str]) -> Any | None:
         return None
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks (videos and weights may be gigabytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Store:
     """Paths of one data directory. Creating a Store touches nothing on disk."""
