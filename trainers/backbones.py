@@ -59,7 +59,7 @@ def export_encoder(backbone: nn.Module, spec: BackboneSpec, path: Path) -> None:
     """Write the encoder's weights as safetensors plus ``<path>.json`` naming its timm architecture.
 
     ``timm.create_model(spec.timm_name, num_classes=0, **spec.kwargs).load_state_dict(load_file(path))``
-    then reproduces it exactly (see `load_encoder`).
+    then reproduces it exactly (see `wtours.trainers.features.load_encoder`).
     """
     from safetensors.torch import save_file
 
@@ -72,21 +72,3 @@ def export_encoder(backbone: nn.Module, spec: BackboneSpec, path: Path) -> None:
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"timm_name": spec.timm_name, "kwargs": json.dumps(spec.kwargs)})
     atomic_write_json(path.with_suffix(".json"), asdict(spec))
-
-
-def load_encoder(path: Path, *, dynamic_img_size: bool = True) -> tuple[nn.Module, BackboneSpec]:
-    """Rebuild an encoder written by `export_encoder` (a plain timm model with the saved weights)."""
-    from safetensors.torch import load_file
-
-    from wtours.errors import WtoursError
-    from wtours.store import read_json
-
-    description = read_json(path.with_suffix(".json"))
-    if not path.is_file() or not description:
-        raise WtoursError(
-            f"{path}: no exported encoder here (expected {path.name} and {path.with_suffix('.json').name})"
-        )
-    spec = BackboneSpec(description["timm_name"], description.get("kwargs", {}))
-    model = spec.create(dynamic_img_size=dynamic_img_size)
-    model.load_state_dict(load_file(str(path)))
-    return model, spec

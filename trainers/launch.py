@@ -74,13 +74,12 @@ def run_knn(
     import torch
 
     from wtours.store import atomic_write_json
-    from wtours.trainers.backbones import load_encoder
-    from wtours.trainers.engine import ENCODER_NAME, resolve_device
+    from wtours.trainers.engine import resolve_device
+    from wtours.trainers.features import encoder_file, load_encoder
     from wtours.trainers.knn import evaluate_knn, make_sample_labelled_set
 
-    if encoder_path.is_dir():
-        encoder_path = encoder_path / ENCODER_NAME
-    encoder, spec = load_encoder(encoder_path)
+    encoder_path = encoder_file(encoder_path)
+    encoder = load_encoder(None, encoder_path)
     if labelled_dir is None:
         labelled_dir = make_sample_labelled_set(sample_dir)
     with torch.inference_mode():
@@ -96,7 +95,7 @@ def run_knn(
         )
     report = {
         "encoder": str(encoder_path),
-        "architecture": spec.timm_name,
+        "architecture": encoder.pretrained_cfg.get("architecture"),
         "labelled_set": str(labelled_dir),
         "classes": result.classes,
         "n_train": result.n_train,

@@ -34,7 +34,7 @@ class ClipTracks:
 def load_teacher_encoder(weights: Path) -> nn.Module:
     """The encoder to track with: a run folder (its checkpoint's teacher, else its exported encoder), a
     ``checkpoint.pt`` (the teacher's backbone at that step) or an exported ``encoder.safetensors``."""
-    from wtours.trainers.backbones import BackboneSpec, load_encoder
+    from wtours.trainers.backbones import BackboneSpec
     from wtours.trainers.checkpoint import load_checkpoint
     from wtours.trainers.config import config_from_tree
     from wtours.trainers.engine import CHECKPOINT_NAME, ENCODER_NAME
@@ -47,7 +47,9 @@ def load_teacher_encoder(weights: Path) -> nn.Module:
             raise WtoursError(f"{weights}: neither {CHECKPOINT_NAME} nor {ENCODER_NAME} in this folder")
         weights = found[0]
     if weights.suffix == ".safetensors":
-        return load_encoder(weights)[0].eval()
+        from wtours.trainers.features import load_encoder
+
+        return load_encoder(None, weights)
     state = load_checkpoint(weights)
     config = config_from_tree(json.loads(state["config"]), source=str(weights))
     prefix = "teacher.backbone."

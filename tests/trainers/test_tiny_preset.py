@@ -6,9 +6,9 @@ import json
 import math
 from pathlib import Path
 
-from wtours.trainers.backbones import load_encoder
 from wtours.trainers.config import load_config
 from wtours.trainers.engine import pretrain
+from wtours.trainers.features import load_encoder
 from wtours.trainers.knn import evaluate_knn, make_sample_labelled_set
 
 
@@ -24,7 +24,7 @@ def test_tiny_preset_trains_and_knn_beats_chance(tmp_path: Path, sample_frames) 
     assert min(losses[2:8]) < losses[0] - 0.1
     assert losses[0] < math.log(config.method_options["out_dim"])
 
-    encoder, _ = load_encoder(result.encoder_path)
+    encoder = load_encoder(None, result.encoder_path)
     labelled = make_sample_labelled_set(tmp_path / "labelled", seconds=4.0)
     knn = evaluate_knn(encoder, labelled, ks=(5,), image_size=64)
     assert set(knn.classes) == {"bus", "person"}
