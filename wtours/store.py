@@ -7,6 +7,7 @@ Layout under the data directory (``--data-dir`` or ``$WTOURS_DATA_DIR``, default
     videos/.partial/<id>/      staging area of an unfinished download (resumable)
     videos/.state/<id>.json    outcome of the last fetch attempt (e.g. failed, and why)
     videos/.state/<id>.lock    held while a fetch of <id> runs (two fetches never share a .part file)
+    videos/.<id>-anon.parts/   finished parts of an unfinished anonymized copy (resumable)
     .cache/bin/ffmpeg          link to the bundled ffmpeg binary, for yt-dlp
     analysis/<id>/             per-video statistics (Parquet + summary.json)
     clips/<id>.parquet         curated clip index
