@@ -86,6 +86,8 @@ def test_built_wheel_installs_and_imports_every_module(tmp_path):
     top_level = {name.split("/")[0] for name in names}
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"wtours"}
     assert "wtours/data_manifest.yaml" in names
+    presets = sorted((REPO / "trainers" / "presets").glob("*.yaml"))
+    assert presets and all(f"wtours/trainers/presets/{preset.name}" in names for preset in presets)
     packages = sorted(
         name[: -len("/__init__.py")].replace("/", ".") for name in names if name.endswith("/__init__.py")
     )
