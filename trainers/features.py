@@ -53,12 +53,16 @@ def encoder_file(path: Path) -> Path:
     return path / ENCODER_NAME if path.is_dir() else path
 
 
-def load_encoder(arch: str | None, weights_path: Path, *, dynamic_img_size: bool = True) -> nn.Module:
+def load_encoder(
+    arch: str | None, weights_path: Path, *, dynamic_img_size: bool = True, untrained: bool = False
+) -> nn.Module:
     """A timm ViT (no classifier) with the weights of ``weights_path`` (safetensors), in eval mode.
 
     ``weights_path`` may also be a run folder (``runs/<name>``): its exported encoder is used. ``arch`` is a
     timm name such as ``vit_small_patch16_224``; None reads it from the file's metadata, which
     `wtours.trainers.backbones.export_encoder` writes. Works offline: nothing is downloaded.
+    ``untrained=True`` gives the same architecture at timm's random initialisation (seed 0) instead: the
+    baseline a trained encoder's evaluation should beat.
     """
     import timm
     from safetensors import SafetensorError, safe_open
@@ -80,9 +84,15 @@ def load_encoder(arch: str | None, weights_path: Path, *, dynamic_img_size: bool
         arch = metadata["timm_name"]
         overrides = json.loads(metadata.get("kwargs", "{}"))
     try:
-        model = timm.create_model(arch, pretrained=False, num_classes=0, dynamic_img_size=dynamic_img_size, **overrides)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = timm.create_model(
+                arch, pretrained=False, num_classes=0, dynamic_img_size=dynamic_img_size, **overrides
+            )
     except RuntimeError as err:  # timm's "Unknown model" error
         raise WtoursError(f"--arch {arch!r}: {err}") from None
+    if untrained:
+        return model.eval()
     try:
         result = model.load_state_dict(_strip_wrapper_prefixes(state), strict=False)
     except RuntimeError as err:  # shapes differ: another width, depth or patch size

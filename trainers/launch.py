@@ -69,8 +69,10 @@ def run_knn(
     num_workers: int,
     out_json: Path | None,
     sample_dir: Path,
+    untrained: bool = False,
 ) -> dict[str, Any]:
-    """Weighted k-NN of an exported encoder; ``labelled_dir=None`` builds and uses the sample's set."""
+    """Weighted k-NN of an exported encoder; ``labelled_dir=None`` builds and uses the sample's set.
+    ``untrained=True`` evaluates the encoder's architecture at random initialisation instead (the baseline)."""
     import torch
 
     from wtours.store import atomic_write_json
@@ -79,7 +81,7 @@ def run_knn(
     from wtours.trainers.knn import evaluate_knn, make_sample_labelled_set
 
     encoder_path = encoder_file(encoder_path)
-    encoder = load_encoder(None, encoder_path)
+    encoder = load_encoder(None, encoder_path, untrained=untrained)
     if labelled_dir is None:
         labelled_dir = make_sample_labelled_set(sample_dir)
     with torch.inference_mode():
@@ -95,6 +97,7 @@ def run_knn(
         )
     report = {
         "encoder": str(encoder_path),
+        "untrained": untrained,
         "architecture": encoder.pretrained_cfg.get("architecture"),
         "labelled_set": str(labelled_dir),
         "classes": result.classes,
@@ -166,28 +169,35 @@ def demo_pretrain_and_knn(
         "dino_tiny_cpu", workdir, data_dir, frames_per_clip=frames_per_clip, stride=stride,
         show_progress=show_progress,
     )  # fmt: skip
-    knn_path, encoder_path = config.run_dir / EVAL_DIR_NAME / "knn.json", config.run_dir / ENCODER_NAME
-    report = read_json(knn_path)
-    if report is None or knn_path.stat().st_mtime < encoder_path.stat().st_mtime:
-        report = run_knn(
-            config.run_dir,
-            None,
-            ks=(5, 10),
-            temperature=0.07,
-            image_size=config.method_options["global_crops_size"],
-            batch_size=64,
-            device="cpu",
-            num_workers=0,
-            out_json=knn_path,
-            sample_dir=workdir / "labelled",
-        )
+    encoder_path = config.run_dir / ENCODER_NAME
+    reports = {}
+    for untrained, name in ((False, "knn.json"), (True, "knn_untrained.json")):
+        knn_path = config.run_dir / EVAL_DIR_NAME / name
+        report = read_json(knn_path)
+        if report is None or knn_path.stat().st_mtime < encoder_path.stat().st_mtime:
+            report = run_knn(
+                config.run_dir,
+                None,
+                ks=(5, 10),
+                temperature=0.07,
+                image_size=config.method_options["global_crops_size"],
+                batch_size=64,
+                device="cpu",
+                num_workers=0,
+                out_json=knn_path,
+                sample_dir=workdir / "labelled",
+                untrained=untrained,
+            )
+        reports[untrained] = report
+    report, baseline = reports[False], reports[True]
     console.print(
         f"DINO (tiny, CPU): loss {losses[0]:.3f} -> {losses[-1]:.3f} over {len(losses)} steps; k-NN top-1 "
         + ", ".join(f"k={k}: {value:.1f}%" for k, value in report["top1"].items())
-        + f" (majority class {report['majority_class_top1']:.1f}%)",
+        + f" (untrained {max(baseline['top1'].values()):.1f}%, majority class {report['majority_class_top1']:.1f}%)",
         highlight=False,
     )
-    return {**report, "run_dir": str(config.run_dir), "first_loss": losses[0], "last_loss": losses[-1]}
+    return {**report, "untrained_top1": baseline["top1"], "run_dir": str(config.run_dir),
+            "first_loss": losses[0], "last_loss": losses[-1]}  # fmt: skip
 
 
 def print_config(config: TrainConfig) -> None:

@@ -607,12 +607,19 @@ def eval_knn(
     sample_dir: Path = typer.Option(
         Path("data/labelled/sample"), "--sample-dir", help="Where the built-in labelled set is written once."
     ),
+    untrained: bool = typer.Option(
+        False,
+        "--untrained",
+        help="Evaluate the encoder's architecture at random initialisation instead of its weights: the floor a "
+        "trained encoder should beat (easy labelled sets are separable even so). Default output: "
+        "<run>/eval/knn_untrained.json.",
+    ),
 ) -> None:
     """Weighted k-NN top-1 of an encoder's L2-normalised [CLS] features (train images vote for val images)."""
     from wtours.trainers.compare import default_eval_output
     from wtours.trainers.launch import run_knn
 
-    out = out or default_eval_output(encoder, "knn.json", None)
+    out = out or default_eval_output(encoder, "knn_untrained.json" if untrained else "knn.json", None)
     report = run_knn(
         encoder,
         labelled,
@@ -624,6 +631,7 @@ def eval_knn(
         num_workers=num_workers,
         out_json=out,
         sample_dir=sample_dir,
+        untrained=untrained,
     )
     for neighbours, value in report["top1"].items():
         typer.echo(f"k={neighbours}\ttop1={value:.2f}%")

@@ -215,7 +215,8 @@ def pretrain_dino(run: DemoRun) -> None:
     knn = ", ".join(f"k={k}: {value:.1f}%" for k, value in report["top1"].items())
     run.outputs.append(
         ("DINO run", f"{report['run_dir']} (loss {report['first_loss']:.2f} -> {report['last_loss']:.2f}; "
-         f"k-NN top-1 {knn}, majority class {report['majority_class_top1']:.1f}%)")
+         f"k-NN top-1 {knn}; untrained {max(report['untrained_top1'].values()):.1f}%, "
+         f"majority class {report['majority_class_top1']:.1f}%)")
     )  # fmt: skip
 
 

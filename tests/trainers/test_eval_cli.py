@@ -42,3 +42,23 @@ def test_eval_commands_write_their_results(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "dout" / "summary.json").read_text())
     assert 0.0 <= summary["JF_mean"] <= 1.0 and summary["sequences"] == 1
+
+
+def test_eval_knn_untrained_writes_the_baseline_beside_the_run(tmp_path):
+    from wtours.trainers.backbones import BackboneSpec, export_encoder
+    from wtours.trainers.engine import ENCODER_NAME
+
+    run_dir = tmp_path / "runs" / "tiny"
+    spec = BackboneSpec("vit_tiny_patch16_224", {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8})
+    export_encoder(spec.create().eval(), spec, run_dir / ENCODER_NAME)
+    write_image_folder(tmp_path / "data" / "train", 6, 0)
+    write_image_folder(tmp_path / "data" / "val", 4, 1)
+    common = ["eval", "knn", str(run_dir), "--data", str(tmp_path / "data"), "--k", "3", "--image-size", "32",
+              "--num-workers", "0", "--device", "cpu"]  # fmt: skip
+    for extra in ([], ["--untrained"]):
+        result = CliRunner().invoke(app, [*common, *extra])
+        assert result.exit_code == 0, result.output
+    trained = json.loads((run_dir / "eval" / "knn.json").read_text())
+    baseline = json.loads((run_dir / "eval" / "knn_untrained.json").read_text())
+    assert (trained["untrained"], baseline["untrained"]) == (False, True)
+    assert baseline["n_val"] == trained["n_val"] and set(baseline["top1"]) == {"3"}

@@ -99,3 +99,25 @@ def test_encoders_without_cls_token_use_mean_patch_tokens():
         grid = patch_features(model, images)
     assert grid.shape == (3, 2, 2, 192)
     assert torch.allclose(grid.reshape(3, 4, 192), blocks[-1])
+
+
+def test_load_encoder_untrained_is_the_same_architecture_at_a_fixed_random_init(tmp_path):
+    from wtours.trainers.backbones import BackboneSpec, export_encoder
+    from wtours.trainers.engine import ENCODER_NAME
+
+    spec = BackboneSpec("vit_tiny_patch16_224", TINY_VIT)
+    trained = spec.create().eval()
+    with torch.no_grad():
+        for param in trained.parameters():
+            param.mul_(-2.0).add_(0.5)  # anything far from an initialisation
+    export_encoder(trained, spec, tmp_path / ENCODER_NAME)
+    images = torch.randn(2, 3, 32, 48)
+    torch.manual_seed(123)
+    rng_before = torch.get_rng_state()
+    first = load_encoder(None, tmp_path, untrained=True)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's random stream is left alone
+    second = load_encoder(None, tmp_path, untrained=True)
+    assert not first.training and first(images).shape == trained(images).shape
+    assert torch.equal(first(images), second(images))  # the same baseline every time
+    assert not torch.allclose(first(images), trained(images), atol=1e-3)
+    assert torch.allclose(load_encoder(None, tmp_path)(images), trained(images), atol=1e-6)
