@@ -7,6 +7,7 @@ A run is the folder ``pretrain`` writes, plus whatever ``wtours eval`` put in it
     runs/<name>/summary.json           steps_done, total_steps (absent while the run is unfinished)
     runs/<name>/encoder.safetensors    the exported encoder (for the attention maps)
     runs/<name>/eval/knn.json          wtours eval knn RUN       top1: {k: percent}
+    runs/<name>/eval/knn_untrained.json  wtours eval knn RUN --untrained: the same, untrained (the baseline)
     runs/<name>/eval/linear.json       wtours eval linear RUN    top1 / best_top1: fraction
     runs/<name>/eval/davis/summary.json wtours eval davis RUN    JF_mean, J_mean, F_mean: fractions
 
@@ -68,6 +69,7 @@ class RunRecord:
     loss_steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     knn_top1: dict[int, float] = field(default_factory=dict)  # k -> percent
+    knn_untrained_top1: dict[int, float] = field(default_factory=dict)  # the architecture untrained, k -> percent
     linear_top1: float | None = None  # percent
     davis: dict[str, float] = field(default_factory=dict)  # "JF", "J", "F" -> percent
     has_encoder: bool = False
@@ -82,6 +84,14 @@ class RunRecord:
         if not self.knn_top1:
             return None
         return max(sorted(self.knn_top1.items()), key=lambda item: item[1])
+
+    @property
+    def knn_untrained(self) -> float | None:
+        """The untrained baseline's top-1 at the trained encoder's best k (else at the baseline's best k)."""
+        best = self.best_knn
+        if best is not None and best[0] in self.knn_untrained_top1:
+            return self.knn_untrained_top1[best[0]]
+        return max(self.knn_untrained_top1.values()) if self.knn_untrained_top1 else None
 
     @property
     def missing(self) -> list[str]:
@@ -160,6 +170,8 @@ def load_run(run_dir: Path) -> RunRecord:
     eval_dir = run_dir / EVAL_DIR_NAME
     knn = read_json(eval_dir / "knn.json") or {}
     record.knn_top1 = {int(k): float(value) for k, value in (knn.get("top1") or {}).items()}
+    untrained = read_json(eval_dir / "knn_untrained.json") or {}
+    record.knn_untrained_top1 = {int(k): float(value) for k, value in (untrained.get("top1") or {}).items()}
     linear = read_json(eval_dir / "linear.json") or {}
     linear_top1 = linear.get("best_top1", linear.get("top1"))
     record.linear_top1 = None if linear_top1 is None else 100 * float(linear_top1)
@@ -193,6 +205,7 @@ COLUMNS = (
     ("final_loss", "final loss", "{:.3f}".format),
     ("knn_top1", "k-NN top-1", "{:.1f}".format),
     ("knn_k", "k", str),
+    ("knn_untrained_top1", "k-NN untrained", "{:.1f}".format),
     ("linear_top1", "linear top-1", "{:.1f}".format),
     ("davis_jf", "J&F", "{:.1f}".format),
     ("davis_j", "J", "{:.1f}".format),
@@ -217,6 +230,7 @@ def table_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
                 "final_loss": record.final_loss,
                 "knn_top1": best_knn[1] if best_knn else None,
                 "knn_k": best_knn[0] if best_knn else None,
+                "knn_untrained_top1": record.knn_untrained,
                 "linear_top1": record.linear_top1,
                 "davis_jf": record.davis.get("JF"),
                 "davis_j": record.davis.get("J"),
@@ -247,7 +261,10 @@ def results_markdown(rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         cells = [_cell(row, key, show).replace("|", "\\|") for key, _, show in COLUMNS]
         lines.append("| " + " | ".join([*cells, row["missing"] or MISSING]) + " |")
-    note = "Accuracies in percent (k-NN at its best k; linear probe at its best epoch); J&F, J, F in percent."
+    note = (
+        "Accuracies in percent (k-NN at its best k; linear probe at its best epoch); J&F, J, F in percent. "
+        "k-NN untrained: the same architecture at random initialisation, at the same k (the floor)."
+    )
     return "\n".join(lines) + f"\n\n{note}\n"
 
 

@@ -263,18 +263,20 @@ def compare_methods(run: DemoRun) -> None:
     for run_dir in runs:
         trained = (run_dir / "encoder.safetensors").stat().st_mtime
         knn_path, linear_path = run_dir / "eval" / "knn.json", run_dir / "eval" / "linear.json"
-        if not knn_path.is_file() or knn_path.stat().st_mtime < trained:
-            run_knn(
-                run_dir, None, ks=(5, 10), temperature=0.07, image_size=64, batch_size=64, device="cpu",
-                num_workers=0, out_json=knn_path, sample_dir=labelled,
-            )  # fmt: skip
+        untrained_path = run_dir / "eval" / "knn_untrained.json"
+        for path, untrained in ((knn_path, False), (untrained_path, True)):  # the run, and its baseline
+            if not path.is_file() or path.stat().st_mtime < trained:
+                run_knn(
+                    run_dir, None, ks=(5, 10), temperature=0.07, image_size=64, batch_size=64, device="cpu",
+                    num_workers=0, out_json=path, sample_dir=labelled, untrained=untrained,
+                )  # fmt: skip
         if not linear_path.is_file() or linear_path.stat().st_mtime < trained:
             # The tiny encoders have 2 blocks: probe the [CLS] of both, 30 epochs over cached features.
             run_linear_probe(
                 run_dir, labelled / "train", labelled / "val", linear_path, config=LinearProbeConfig(epochs=30),
                 n_last_blocks=2, resize=64, crop=64, cache_dir=None, num_workers=0, device="cpu",
             )  # fmt: skip
-        stamps += [knn_path.stat().st_mtime, linear_path.stat().st_mtime]
+        stamps += [path.stat().st_mtime for path in (knn_path, untrained_path, linear_path)]
     out_dir = run.workdir / "comparison"
     table = out_dir / "results.md"
     if not table.is_file() or table.stat().st_mtime < max(stamps):

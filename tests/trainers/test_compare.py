@@ -75,7 +75,13 @@ def test_compare_two_runs_writes_every_file_with_the_runs_numbers(tmp_path: Path
         "--n-last-blocks", "1", "--no-cache", "--num-workers", "0", "--device", "cpu",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [
+        "eval", "knn", str(run_a), "--data", str(labelled), "--k", "3", "--k", "5", "--image-size", "32",
+        "--num-workers", "0", "--device", "cpu", "--untrained",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
     knn = json.loads((run_a / "eval" / "knn.json").read_text())
+    untrained = json.loads((run_a / "eval" / "knn_untrained.json").read_text())
     linear = json.loads((run_a / "eval" / "linear.json").read_text())
 
     run_b = tmp_path / "runs" / "dora-b"
@@ -102,10 +108,11 @@ def test_compare_two_runs_writes_every_file_with_the_runs_numbers(tmp_path: Path
     assert (a["method"], a["steps"], a["total_steps"]) == ("dino", "3", "3")
     assert float(a["final_loss"]) == metrics[-1]["loss"]
     assert (float(a["knn_top1"]), int(a["knn_k"])) == (best_top1, best_k)
+    assert float(a["knn_untrained_top1"]) == untrained["top1"][str(best_k)]  # the baseline at the same k
     assert float(a["linear_top1"]) == pytest.approx(100 * linear["best_top1"])
     assert a["davis_jf"] == "" and a["missing"] == "DAVIS"
     assert (b["method"], b["pretraining_videos"], float(b["final_loss"])) == ("dora", "Venice+Kyoto", 2.95)
-    assert b["knn_top1"] == b["linear_top1"] == b["davis_jf"] == ""
+    assert b["knn_top1"] == b["knn_untrained_top1"] == b["linear_top1"] == b["davis_jf"] == ""
 
     markdown = markdown_rows((out / "results.md").read_text())
     assert markdown["dora-b"]["k-NN top-1"] == markdown["dora-b"]["linear top-1"] == markdown["dora-b"]["J&F"] == "—"
