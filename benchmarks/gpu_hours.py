@@ -162,12 +162,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        work = f"| {r['run']} | {r['epochs']} | {r['clips_per_epoch']:,} | {r['samples'] / 1e6:.2f} M {r['unit']} | "
+        if math.isnan(r["gpu_hours"]):  # --measured without this preset's benchmark
+            lines.append(work + "not measured | | | |")
+            continue
         wall = r["gpu_hours"] / 8
-        wall_text = "n/a" if math.isnan(wall) else f"{wall:.1f} h" if wall < 48 else f"{wall / 24:.1f} days"
-        lines.append(
-            f"| {r['run']} | {r['epochs']} | {r['clips_per_epoch']:,} | {r['samples'] / 1e6:.2f} M {r['unit']} | "
-            f"{r['per_gpu_s']:.1f} {r['unit']}/s | {r['tflops_per_s']:.3g} | {r['gpu_hours']:.0f} | {wall_text} |"
-        )
+        wall_text = f"{wall:.1f} h" if wall < 48 else f"{wall / 24:.1f} days"
+        rate = f"{r['per_gpu_s']:.1f} {r['unit']}/s | {r['tflops_per_s']:.3g}"
+        lines.append(work + f"{rate} | {r['gpu_hours']:.0f} | {wall_text} |")
     return "\n".join(lines)
 
 
