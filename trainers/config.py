@@ -38,6 +38,11 @@ class BackboneConfig(Section):
     arch: Literal["vit_tiny", "vit_small", "vit_base"] = "vit_small"
     patch_size: Literal[8, 16] = 16
     drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0)
+    pos_embed_resize: Literal["dino", "timm"] = Field(
+        "dino",
+        description="how the 224-px position table is resized for other crop sizes: 'dino' = the official "
+        "interpolate_pos_encoding (DINO, DoRA), 'timm' = timm's antialiased resample",
+    )
     # Overrides for tiny test models (None keeps the architecture's own value).
     embed_dim: int | None = None
     depth: int | None = None

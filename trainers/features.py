@@ -60,7 +60,9 @@ def load_encoder(
 
     ``weights_path`` may also be a run folder (``runs/<name>``): its exported encoder is used. ``arch`` is a
     timm name such as ``vit_small_patch16_224``; None reads it from the file's metadata, which
-    `wtours.trainers.backbones.export_encoder` writes. Works offline: nothing is downloaded.
+    `wtours.trainers.backbones.export_encoder` writes. Works offline: nothing is downloaded. At input sizes
+    other than the training size, the position table is resized by the file's ``pos_embed`` rule (default:
+    DINO's official interpolation, see `wtours.trainers.backbones`).
     ``untrained=True`` gives the same architecture at timm's random initialisation (seed 0) instead: the
     baseline a trained encoder's evaluation should beat.
     """
@@ -78,6 +80,7 @@ def load_encoder(
     except (SafetensorError, OSError, ValueError) as err:
         raise WtoursError(f"{weights_path}: not a readable safetensors file ({err})") from None
     overrides: dict = {}
+    pos_embed_rule = metadata.get("pos_embed", "dino")
     if arch is None:
         if "timm_name" not in metadata:
             raise WtoursError(f"{weights_path}: the file does not name its architecture; pass --arch")
@@ -91,6 +94,15 @@ def load_encoder(
             )
     except RuntimeError as err:  # timm's "Unknown model" error
         raise WtoursError(f"--arch {arch!r}: {err}") from None
+    from timm.models.vision_transformer import VisionTransformer
+
+    from wtours.trainers.backbones import with_pos_embed_resize
+
+    if type(model) is VisionTransformer:  # other timm families keep their own resizing
+        try:
+            with_pos_embed_resize(model, pos_embed_rule)
+        except ValueError as err:
+            raise WtoursError(f"{weights_path}: {err}") from None
     if untrained:
         return model.eval()
     try:

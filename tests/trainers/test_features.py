@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from wtours.errors import WtoursError
+from wtours.trainers.backbones import with_pos_embed_resize
 from wtours.trainers.features import cls_features, load_encoder, patch_features
 
 TINY_VIT = {"embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": 8}
@@ -59,7 +60,9 @@ def test_load_encoder_strips_training_wrappers_and_reads_the_architecture(tmp_pa
     loaded = load_encoder(None, path)
     images = torch.randn(1, 3, 32, 32)
     assert not loaded.training
-    assert torch.allclose(loaded(images), model(images), atol=1e-6)
+    # A file that names no position rule is read as DINO's (the official resize at other input sizes).
+    assert torch.allclose(loaded(images), with_pos_embed_resize(model, "dino")(images), atol=1e-6)
+    assert not torch.allclose(loaded(images), with_pos_embed_resize(model, "timm")(images), atol=1e-3)
 
 
 def test_load_encoder_reads_what_training_exports_from_the_run_folder(tmp_path):
