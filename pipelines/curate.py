@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wtours.errors import WtoursError
+from wtours.errors import WtoursError, prefixed
 from wtours.pipelines.clip_index import ClipSpec, build_clip_index, clip_motion
 from wtours.pipelines.proxy import ProxyReader, ProxySettings, ensure_proxy
 from wtours.store import Store, atomic_path
@@ -70,7 +70,10 @@ def curate_video(store: Store, video_id: str, options: CurateOptions = CurateOpt
 
 def curate_videos(store: Store, video_ids: Sequence[str], options: CurateOptions = CurateOptions(), *,
                   show_progress: bool = True) -> list[CurateResult]:  # fmt: skip
-    """Curate each video in turn; a failure is reported and the next video still runs."""
+    """Curate each video in turn; a failure is reported (one line) and the next video still runs. An OSError
+    (the data directory read-only or full) stops the command: every other video would fail alike."""
+    from rich.markup import escape
+
     from wtours.progress import console
 
     results = []
@@ -78,8 +81,9 @@ def curate_videos(store: Store, video_ids: Sequence[str], options: CurateOptions
         try:
             index = curate_video(store, video_id, options, show_progress=show_progress)
         except WtoursError as err:
-            console.print(f"[bold red]{video_id}[/]: {err}", highlight=False)
-            results.append(CurateResult(video_id, error=str(err)))
+            message = prefixed(video_id, str(err))
+            console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+            results.append(CurateResult(video_id, error=message))
             continue
         console.print(f"[green]{video_id}[/]: {len(index)} clips of {options.clips.frames_per_clip} frames at "
                       f"stride {options.clips.stride} -> {store.clips_path(video_id)}", highlight=False)  # fmt: skip

@@ -173,3 +173,55 @@ def test_missing_and_unreadable_manifest_files(tmp_path):
 @pytest.mark.parametrize(("text", "seconds"), [("1:50:00", 6600.0), ("59:00", 3540.0), ("12.5", 12.5), (90, 90.0)])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
+
+
+def test_a_bad_url_names_its_key_once():
+    message = error_of("videos:\n  - {id: a, sources: [{url: 'ftp://x/a.mp4'}]}\n")
+    assert "line 2, videos[0] (id 'a').sources[0].url: not an http(s) URL" in message
+    assert ".url.url" not in message
+
+
+# 267 bytes: nine lists of nine, seven levels deep, is 9**7 (4.8 million) strings once the aliases are followed.
+ALIAS_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9 if previous else ['x'] * 9)}]\n"
+    for previous, name in zip(["", "a", "b", "c", "d", "e", "f"], "abcdefg", strict=True)
+) + "videos: [*g]\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path):
+    import time
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    started = time.perf_counter()
+    with pytest.raises(WtoursError) as raised:
+        load_manifest(path)
+    assert time.perf_counter() - started < 1.0
+    assert str(raised.value) == (
+        f"{path}: line 1: YAML anchors and aliases (&name, *name) are not allowed in a manifest; write each value out"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("defaults: &d {group: wt}\nvideos:\n  - {id: a, sources: [x.mp4]}\n", "line 1: YAML anchors and aliases"),
+        ("videos:\n  - {id: a, sources: [x.mp4]}\n  - {id: b, sources: [*x]}\n", "line 3: YAML anchors and aliases"),
+        ("videos: " + "[" * 2000 + "]" * 2000 + "\n", "line 1: nested more than 32 levels deep"),
+    ],
+    ids=["anchor", "undefined-alias", "deep-nesting"],
+)
+def test_yaml_a_manifest_never_needs_is_refused_with_its_line(text, expected):
+    assert expected in error_of(text)
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("# padding\n" * 300_000)  # 3 MB of comments
+    with pytest.raises(WtoursError, match=r"huge.yaml: larger than a manifest may be \(2 MiB\)"):
+        load_manifest(path)
+
+
+def test_a_path_source_is_copied_unless_it_asks_for_a_link():
+    manifest = parse("videos:\n  - {id: a, sources: [a.mp4, {path: b.mp4, link: true}]}\n")
+    assert [source.link for source in manifest.videos[0].sources] == [False, True]

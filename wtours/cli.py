@@ -3,12 +3,13 @@ that `wtours --help` and `wtours fetch` start in a fraction of a second."""
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
 import typer
 
-from wtours.errors import WtoursError
+from wtours.errors import WtoursError, one_line, os_error_message
 
 app = typer.Typer(
     name="wtours",
@@ -970,16 +971,46 @@ def compare(
 
 
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: every failure is one line on stderr, never a traceback. Exit codes: 2 bad input
+    (a manifest, option or file to fix), 1 a run that could not finish (a failed video, a video another run
+    holds, the data directory read-only or full), 130 interrupted."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except WtoursError as err:
-        from rich.markup import escape
-
-        from wtours.progress import console
-
-        console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(one_line(str(err)), err.exit_code)
+    except OSError as err:
+        if err.errno == errno.EPIPE:  # `wtours ... | head`: the reader left, nothing to say
+            sys.exit(1)
+        _fail(os_error_message(err), 1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:
+        if not _is_usage_error(err):
+            raise
+        if type(err).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # the help is on screen already
+        ctx = getattr(err, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        _fail(f"{where}{one_line(err.format_message())}{hint}", 2)
+    if code == 130:
+        print("interrupted", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    from rich.markup import escape
+
+    from wtours.progress import console
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def _is_usage_error(err: Exception) -> bool:
+    """A command-line mistake (unknown option, value out of range, missing argument): click's
+    UsageError, from typer's vendored click or the click package, whichever this typer uses."""
+    return any(cls.__name__ in ("UsageError", "BadParameter") for cls in type(err).__mro__) and hasattr(
+        err, "format_message"
+    )

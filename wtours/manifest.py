@@ -13,10 +13,13 @@ A manifest is YAML::
           - figshare: 25189275
             file: venice.mp4
           - url: https://example.org/venice.mp4
-          - path: /mnt/videos/venice.mp4 # relative paths are relative to the manifest
+          - path: /mnt/videos/venice.mp4 # relative paths are relative to the manifest; copied into videos/
+            link: true                   # optional: hard-link instead (no second copy; both names share the file)
 
 A source may also be written as a plain string: an http(s) URL (YouTube links are recognised)
-or a local path. Every problem is reported at once, each with its line and entry.
+or a local path. Every problem is reported at once, each with its line and entry. YAML anchors and
+aliases (``&x`` / ``*x``) are refused (a manifest never needs them, and nested aliases expand
+exponentially), as are files over 2 MiB (ten thousand videos fit in one).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ def default_manifest_path() -> Path:
         return Path(env)
     local = Path("data_manifest.yaml")
     return local if local.is_file() else PACKAGED_MANIFEST
+
+MAX_MANIFEST_BYTES = 2 << 20
+MAX_NESTING = 32  # a manifest nests 4 levels deep; PyYAML's composer recurses (and overflows) on deep input
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
@@ -123,9 +129,11 @@ class FigshareSource(_Strict):
 
 
 class FileSource(_Strict):
-    """A video already on a local or mounted disk."""
+    """A video already on a local or mounted disk: copied into the store (reflinked where the file system
+    can), or hard-linked with ``link: true`` — no second copy, but an in-place edit of either shows in both."""
 
     path: Path
+    link: bool = False
 
     @property
     def kind(self) -> str:
@@ -307,7 +315,7 @@ def _describe(loc: tuple, data: Any) -> str:
             if isinstance(node, dict) and "id" in node and text.count("[") == 1:
                 text += f" (id {node['id']!r})"
         else:
-            if isinstance(node, dict) and part not in node:
+            if not isinstance(node, dict) or part not in node:
                 # pydantic adds union tags and validator names to locations; they are not keys.
                 continue
             text += f".{part}" if text else str(part)
@@ -341,9 +349,29 @@ def _duplicate_ids(data: dict, lines: dict) -> list[str]:
     return problems
 
 
+def _check_plain_yaml(text: str, name: str) -> None:
+    """Refuse, in one linear pass over the parser's events, what only an attack or an accident needs:
+    anchors and aliases (a few hundred bytes of nested aliases expand to gigabytes) and deep nesting."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise WtoursError(f"{name}: line {line}: YAML anchors and aliases (&name, *name) are not allowed in a "
+                              "manifest; write each value out")  # fmt: skip
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise WtoursError(f"{name}: line {line}: nested more than {MAX_NESTING} levels deep")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse_manifest(text: str, *, name: str = "manifest", base_dir: Path | None = None) -> Manifest:
     """Parse and validate manifest YAML; every problem goes into one WtoursError message."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise WtoursError(f"{name}: larger than a manifest may be ({MAX_MANIFEST_BYTES >> 20} MiB)")
     try:
+        _check_plain_yaml(text, name)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -384,6 +412,8 @@ def load_manifest(path: str | Path | None = None) -> Manifest:
     """Load and validate a manifest file (the shipped Walking Tours manifest by default)."""
     path = Path(path) if path is not None else default_manifest_path()
     try:
+        if path.is_file() and path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise WtoursError(f"{path}: larger than a manifest may be ({MAX_MANIFEST_BYTES >> 20} MiB)")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise WtoursError(f"manifest not found: {path}") from None

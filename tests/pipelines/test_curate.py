@@ -190,6 +190,8 @@ def test_cli_curates_by_id_and_fails_per_video(numbered_store: Store) -> None:
     assert len(pd.read_parquet(numbered_store.clips_path("num"))) > 0
     failed = CliRunner().invoke(app, [*arguments, "--only", "num,ghost"])
     assert failed.exit_code == 1
+    [error] = [line for line in failed.output.splitlines() if "ghost" in line]  # one unwrapped line
+    assert error.startswith("error: ghost: no frames.parquet or shots.parquet in "), error  # not "ghost: ghost:"
 
 
 def test_webdataset_export_holds_the_clips_frames(numbered_store: Store, tmp_path: Path) -> None:
