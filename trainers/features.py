@@ -19,6 +19,8 @@ from torch import nn
 from wtours.errors import WtoursError
 from wtours.store import file_sha256
 
+# DINO's normalisation in eval_linear.py, eval_knn.py and visualize_attention.py (its DAVIS reader uses a red
+# std of 0.228 instead: see `wtours.trainers.eval_davis`).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Prefixes that training checkpoints put before the encoder's own parameter names
@@ -132,8 +134,12 @@ def cls_features(
     model: nn.Module, images: torch.Tensor, n_last_blocks: int = 4, avgpool_patches: bool = False
 ) -> torch.Tensor:
     """DINO's linear-probe features: the normed [CLS] token of each of the last ``n_last_blocks`` blocks,
-    concatenated (ViT-S: 4 blocks); ``avgpool_patches`` appends the mean of the last block's normed patch
-    tokens (DINO's choice for ViT-B with one block). Shape (batch, n_last_blocks * dim [+ dim])."""
+    concatenated (ViT-S: 4 blocks); ``avgpool_patches`` adds the mean of the last block's normed patch tokens
+    (DINO's choice for ViT-B with one block). Shape (batch, n_last_blocks * dim [+ dim]).
+
+    With one block, DINO's `eval_linear.py` interleaves the two (``cat((cls[..., None], mean[..., None]), -1)``
+    flattened: cls_0, mean_0, cls_1, ...); so does this, so a probe's weights line up with DINO's. With more
+    blocks DINO's expression fails (the shapes differ); here the mean is appended after the [CLS] tokens."""
     has_cls = getattr(model, "num_prefix_tokens", 1) > 0
     outputs = model.forward_intermediates(
         images, indices=n_last_blocks, return_prefix_tokens=has_cls, norm=True, output_fmt="NLC",
@@ -147,6 +153,8 @@ def cls_features(
         # token stands in, the pooled representation they are trained and evaluated with.
         patches = list(outputs)
         parts = [tokens.mean(dim=1) for tokens in patches]
+    if avgpool_patches and n_last_blocks == 1:
+        return torch.stack([parts[0], patches[-1].mean(dim=1)], dim=-1).flatten(1)
     if avgpool_patches:
         parts.append(patches[-1].mean(dim=1))
     return torch.cat(parts, dim=-1)
@@ -167,7 +175,8 @@ def patch_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """The deterministic evaluation transform (DINO: Resize 256 + CenterCrop 224 + ImageNet normalisation)."""
+    """The deterministic evaluation transform of DINO's `eval_linear.py` (val) and `eval_knn.py`: Resize(256,
+    bicubic) of the short side + CenterCrop(224) + ImageNet normalisation."""
 
     resize: int = 256
     crop: int = 224
@@ -183,6 +192,54 @@ class EvalTransform:
                 transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
             ]
         )
+
+
+def dino_train_transform(crop: int = 224):
+    """DINO's linear-probe training transform (`eval_linear.py`): torchvision's RandomResizedCrop(crop) (scale
+    0.08-1, ratio 3/4-4/3, bilinear) and RandomHorizontalFlip on the PIL image, then ImageNet normalisation."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(crop),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def crop_seeds(seed: int, epoch: int, count: int) -> torch.Tensor:
+    """One seed per image for ``epoch``'s random crops: a function of (seed, epoch) only, so a run is
+    reproducible and every epoch draws new crops whatever the number of loader workers."""
+    stream = int.from_bytes(hashlib.sha256(f"linear-probe-crops/{seed}/{epoch}".encode()).digest()[:8], "little")
+    return torch.randint(0, 2**62, (count,), generator=torch.Generator().manual_seed(stream))
+
+
+class SeededImageFolder(torch.utils.data.Dataset):
+    """An ImageFolder whose image ``i`` goes through ``transform`` with torch's random stream seeded by
+    ``seeds[i]`` (set per epoch with `set_seeds`): torchvision's own random transforms, made deterministic.
+    The caller's random state is left as it was."""
+
+    def __init__(self, root: Path, transform) -> None:
+        self.images = _image_folder(root)
+        self.classes = self.images.classes
+        self.transform = transform
+        self.seeds: torch.Tensor | None = None
+
+    def set_seeds(self, seeds: torch.Tensor) -> None:
+        self.seeds = seeds
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.seeds is None:
+            raise RuntimeError("set_seeds() before reading")  # a programming error, not the user's
+        image, label = self.images[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.seeds[index]))
+            return self.transform(image), label
 
 
 @dataclass
@@ -219,7 +276,10 @@ def feature_cache_path(
     cache_dir: Path, weights_path: Path, dataset, transform: EvalTransform, n_last_blocks: int, avgpool_patches: bool
 ) -> Path:
     """``<cache_dir>/<weights hash>-<dataset hash>-<transform hash>.safetensors``."""
-    recipe = json.dumps({**asdict(transform), "n_last_blocks": n_last_blocks, "avgpool": avgpool_patches})
+    # "layout": the avgpool feature order of `cls_features` (DINO's interleaving); older caches are not reused.
+    recipe = json.dumps(
+        {**asdict(transform), "n_last_blocks": n_last_blocks, "avgpool": avgpool_patches, "layout": "dino"}
+    )
     transform_digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
     return Path(cache_dir) / f"{file_digest(weights_path)}-{_dataset_digest(dataset)}-{transform_digest}.safetensors"
 

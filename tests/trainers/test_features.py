@@ -37,8 +37,13 @@ def test_cls_features_concatenate_the_normed_cls_of_the_last_blocks():
     outputs = block_outputs(model, images)
     expected = torch.cat([model.norm(out)[:, 0] for out in outputs[-2:]], dim=-1)
     assert torch.allclose(cls_features(model, images, n_last_blocks=2), expected, atol=1e-5)
+    # One block with the mean patch token: interleaved (cls_0, mean_0, cls_1, ...) as DINO's eval_linear.py
+    # flattens cat((cls[..., None], mean[..., None]), -1); with more blocks, appended.
     with_pool = cls_features(model, images, n_last_blocks=1, avgpool_patches=True)
-    assert torch.allclose(with_pool[:, 32:], model.norm(outputs[-1])[:, 1:].mean(dim=1), atol=1e-5)
+    assert torch.allclose(with_pool[:, 0::2], model.norm(outputs[-1])[:, 0], atol=1e-5)
+    assert torch.allclose(with_pool[:, 1::2], model.norm(outputs[-1])[:, 1:].mean(dim=1), atol=1e-5)
+    with_pool = cls_features(model, images, n_last_blocks=2, avgpool_patches=True)
+    assert torch.allclose(with_pool[:, 64:], model.norm(outputs[-1])[:, 1:].mean(dim=1), atol=1e-5)
     # The last [CLS] alone is what the encoder's own forward (num_classes=0) returns.
     assert torch.allclose(cls_features(model, images, n_last_blocks=1), model(images), atol=1e-5)
 
