@@ -1,11 +1,25 @@
-"""DAVIS-2017 semi-supervised video object segmentation by label propagation, as DINO evaluates it.
+"""DAVIS-2017 semi-supervised video object segmentation by label propagation, as DINO evaluates it
+(`eval_video_segmentation.py`), scored as the official DAVIS-2017 toolkit scores it (`davis2017-evaluation`).
 
-Given the first frame's object masks, every later frame's labels are a weighted vote of the labels of the
-first frame and of the ``n_last_frames`` previous predictions: each target patch takes the ``topk`` most
-similar source patches (cosine similarity of frozen last-layer patch features, ``exp(sim / temperature)``)
-within a square neighbourhood of ``neighbourhood`` patches. Predictions are scored with the DAVIS measures
-J (region IoU) and F (contour F-measure, boundary tolerance 0.008 of the image diagonal), per object,
-on all frames but the first and the last, as the DAVIS-2017 toolkit does.
+Frames are read as DINO's `read_frame` reads them: OpenCV decoding, the short side resized to 480 and the
+other side to the multiple of 64 below its proportional length (854 x 480 -> 832 x 480), OpenCV's bilinear
+resize, normalised with mean (0.485, 0.456, 0.406) and std (0.228, 0.224, 0.225) (DINO's constants for this
+task: 0.228, not ImageNet's 0.229). The first annotation is resized to the patch grid by nearest neighbour
+(`read_seg`). Every later frame's labels are a weighted vote of the labels of the first frame and of the
+``n_last_frames`` previous predictions: each target patch takes the ``topk`` most similar source patches (cosine
+similarity of frozen last-layer patch features, ``exp(sim / temperature)``) within a square neighbourhood of
+``neighbourhood`` patches.
+
+Predictions are scored with the DAVIS measures J (region IoU) and F (contour F-measure, boundary tolerance 0.008
+of the image diagonal), per object, on all frames but the first and the last, as the toolkit does.
+
+Void pixels (label 255). The toolkit's semi-supervised evaluation sets them to 0 in the annotations and passes
+no void mask (`get_all_masks`, then `_evaluate_semisupervised(..., None, ...)`): void is background, so a
+prediction covering void pixels is a false positive. That is the default here (``void="background"``);
+``void="ignore"`` drops void pixels from prediction and truth instead (the toolkit's rule for its unsupervised
+task; wtours' rule before, which reads higher). In the first annotation, 255 becomes background before
+propagation: DINO's `to_one_hot` would carry it as a label of its own (256 channels), predict 255 where void
+spreads, and the toolkit then rejects those PNGs ("an index higher than the number of objects").
 
 Expected folder (the official DAVIS-2017 trainval layout)::
 
@@ -31,6 +45,10 @@ import torch.nn.functional as F
 from wtours.errors import WtoursError
 
 VOID_LABEL = 255
+VOID_RULES = ("background", "ignore")
+# DINO's `color_normalize` in eval_video_segmentation.py (red std 0.228, as in UVC, where the code comes from).
+DAVIS_MEAN = (0.485, 0.456, 0.406)
+DAVIS_STD = (0.228, 0.224, 0.225)
 PatchFeatureFn = Callable[[torch.Tensor], torch.Tensor]  # (3, H, W) normalised image -> (rows, cols, dim)
 
 
@@ -44,6 +62,11 @@ class PropagationConfig:
     topk: int = 5
     short_side: int = 480  # frames are resized to this short side ...
     long_side_multiple: int = 64  # ... and a long side rounded down to a multiple of this (854 -> 832)
+    void: str = "background"  # how the scores treat annotations' 255 pixels: see the module docstring
+
+    def __post_init__(self) -> None:
+        if self.void not in VOID_RULES:
+            raise WtoursError(f"--void {self.void!r}: one of {', '.join(VOID_RULES)}")
 
 
 # ---------------------------------------------------------------------------------------------- propagation
@@ -314,33 +337,39 @@ class DavisLayout:
 # ---------------------------------------------------------------------------------------------- running
 
 
-def model_input_size(
-    height: int, width: int, short_side: int, patch_size: int, long_side_multiple: int = 64
-) -> tuple[int, int]:
-    """Resize target as DINO's: the short side becomes ``short_side`` (rounded down to the patch size), the
-    long side keeps the aspect ratio rounded down to ``long_side_multiple`` (a multiple of the patch size)."""
-    if long_side_multiple % patch_size:
-        raise WtoursError(f"long-side multiple {long_side_multiple} is not a multiple of the patch size {patch_size}")
-    short = max(patch_size, short_side // patch_size * patch_size)
-    long = max(
-        long_side_multiple,
-        int(short_side * max(height, width) / min(height, width)) // long_side_multiple * long_side_multiple,
-    )
-    return (short, long) if height <= width else (long, short)
+def model_input_size(height: int, width: int, short_side: int = 480, long_side_multiple: int = 64) -> tuple[int, int]:
+    """(height, width) a frame is resized to, as DINO's `read_frame`: the short side becomes ``short_side``, the
+    long side ``int((short_side * long / short) // multiple * multiple)`` (at least one multiple; DINO would
+    resize to 0). The patch grid is this size floor-divided by the patch size (DINO's convolution ignores the
+    remainder), so neither side needs to be a multiple of the patch."""
+    if height > width:
+        long = (short_side * height) / width
+        return max(long_side_multiple, int((long // long_side_multiple) * long_side_multiple)), short_side
+    long = (short_side * width) / height
+    return short_side, max(long_side_multiple, int((long // long_side_multiple) * long_side_multiple))
 
 
 def load_frame(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """A JPEG frame resized to ``size`` (height, width), ImageNet-normalised, as (3, H, W) float."""
-    from PIL import Image
+    """A JPEG frame as DINO's `read_frame` makes it: OpenCV decoding and bilinear ``cv2.resize`` to ``size``
+    (height, width), /255, BGR -> RGB, normalised with `DAVIS_MEAN` / `DAVIS_STD`; (3, H, W) float32."""
+    try:
+        import cv2
+    except ImportError:
+        raise WtoursError("DAVIS frames are read with OpenCV, as DINO reads them: pip install opencv-python") from None
+    pixels = cv2.imread(str(path))
+    if pixels is None:
+        raise WtoursError(f"{path}: not a readable image")
+    pixels = cv2.resize(pixels, (size[1], size[0])).astype(np.float32) / 255.0
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels[:, :, ::-1].transpose(2, 0, 1)))
+    mean = torch.tensor(DAVIS_MEAN).view(3, 1, 1)
+    std = torch.tensor(DAVIS_STD).view(3, 1, 1)
+    return (tensor - mean) / std
 
-    from wtours.trainers.features import IMAGENET_MEAN, IMAGENET_STD
 
-    with Image.open(path) as image:
-        rgb = image.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-    pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (pixels - mean) / std
+def crop_to_patches(frame: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """The top-left part of a (3, H, W) frame that whole patches cover: what DINO's strided patch convolution
+    sees (timm's patch embedding insists on whole patches)."""
+    return frame[:, : frame.shape[1] // patch_size * patch_size, : frame.shape[2] // patch_size * patch_size]
 
 
 def vit_patch_feature_fn(model: torch.nn.Module, device: torch.device) -> PatchFeatureFn:
@@ -370,15 +399,17 @@ def predict_sequence(
     first_mask, palette = read_mask(layout.annotation(sequence, frames[0]))
     palette = palette or davis_palette()
     height, width = first_mask.shape
-    size = model_input_size(height, width, config.short_side, patch_size, config.long_side_multiple)
+    size = model_input_size(height, width, config.short_side, config.long_side_multiple)
     grid = (size[0] // patch_size, size[1] // patch_size)
+    if min(grid) == 0:
+        raise WtoursError(f"{sequence}: frames of {size[1]}x{size[0]} px hold no {patch_size}-px patch")
     first_mask_no_void = np.where(first_mask == VOID_LABEL, 0, first_mask)
     num_labels = int(first_mask_no_void.max()) + 1
     first_labels = torch.from_numpy(
         np.asarray(Image.fromarray(first_mask_no_void).resize((grid[1], grid[0]), Image.NEAREST)).copy()
     )
     write_mask(out_dir / sequence / f"{frames[0].stem}.png", first_mask, palette)
-    frame_features = (feature_fn(load_frame(path, size)) for path in frames)
+    frame_features = (feature_fn(crop_to_patches(load_frame(path, size), patch_size)) for path in frames)
     propagated = segment_sequence(frame_features, first_labels, num_labels, config)
     for path, soft in zip(frames[1:], propagated, strict=True):
         with Image.open(path) as image:
@@ -386,12 +417,17 @@ def predict_sequence(
         write_mask(out_dir / sequence / f"{path.stem}.png", soft_labels_to_mask(soft, patch_size, frame_size), palette)
 
 
-def evaluate_sequence(layout: DavisLayout, sequence: str, predictions_dir: Path, bound_th: float = 0.008) -> list[dict]:
+def evaluate_sequence(
+    layout: DavisLayout, sequence: str, predictions_dir: Path, bound_th: float = 0.008, void: str = "background"
+) -> list[dict]:
     """Per-object J and F statistics of one sequence's predicted masks against the annotations.
 
     Objects are the labels 1..K of the first annotation; scores cover every frame but the first (given)
-    and the last (as the DAVIS-2017 toolkit). Frames are read one at a time.
+    and the last (as the DAVIS-2017 toolkit). Void pixels are background (the toolkit's semi-supervised rule)
+    or, with ``void="ignore"``, left out of both masks. Frames are read one at a time.
     """
+    if void not in VOID_RULES:
+        raise WtoursError(f"--void {void!r}: one of {', '.join(VOID_RULES)}")
     frames = layout.frames(sequence)
     first_mask, _ = read_mask(layout.annotation(sequence, frames[0]))
     num_objects = int(np.where(first_mask == VOID_LABEL, 0, first_mask).max())
@@ -408,11 +444,11 @@ def evaluate_sequence(layout: DavisLayout, sequence: str, predictions_dir: Path,
         predicted, _ = read_mask(predicted_path)
         if predicted.shape != truth.shape:
             raise WtoursError(f"{predicted_path}: size {predicted.shape} differs from the annotation's {truth.shape}")
-        void = truth == VOID_LABEL
+        void_pixels = truth == VOID_LABEL if void == "ignore" else None  # background: 255 is no object's label
         for index in range(num_objects):
             label = index + 1
-            region[index].append(region_similarity(predicted == label, truth == label, void))
-            contour[index].append(contour_accuracy(predicted == label, truth == label, void, bound_th))
+            region[index].append(region_similarity(predicted == label, truth == label, void_pixels))
+            contour[index].append(contour_accuracy(predicted == label, truth == label, void_pixels, bound_th))
     rows = []
     for index in range(num_objects):
         j_stats, f_stats = per_frame_statistics(region[index]), per_frame_statistics(contour[index])
@@ -476,7 +512,7 @@ def run_davis(
         task = progress.add_task("DAVIS sequences", total=len(names))
         for name in names:
             predict_sequence(layout, name, out_dir, feature_fn, patch_size, config)
-            rows += evaluate_sequence(layout, name, out_dir, bound_th)
+            rows += evaluate_sequence(layout, name, out_dir, bound_th, config.void)
             progress.advance(task)
     summary = {
         **summarise(rows),

@@ -1,11 +1,15 @@
-"""DAVIS label propagation and the J / F measures, on constructed masks and a synthetic DAVIS folder."""
+"""DAVIS label propagation and the J / F measures, on constructed masks and a synthetic DAVIS folder, held to
+DINO's `eval_video_segmentation.py` and the DAVIS-2017 toolkit transcribed in tests/trainers/dino_official.py."""
 
 from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
+import dino_official as official
 import numpy as np
 import pytest
 import torch
@@ -19,9 +23,11 @@ from wtours.trainers.eval_davis import (
     contour_accuracy,
     davis_palette,
     dilate_disk,
+    load_frame,
     model_input_size,
     neighbourhood_mask,
     per_frame_statistics,
+    predict_sequence,
     propagate_labels,
     read_mask,
     region_similarity,
@@ -30,6 +36,7 @@ from wtours.trainers.eval_davis import (
     segment_sequence,
     soft_labels_to_mask,
 )
+from wtours.trainers.features import load_encoder, patch_features
 
 
 def square(size: int, top: int, left: int, side: int) -> np.ndarray:
@@ -304,13 +311,146 @@ def test_run_davis_for_a_tiny_vit_from_safetensors_writes_every_frame(tmp_path):
     assert sorted(p.name for p in (out / "squares").iterdir()) == [f"{t:05d}.png" for t in range(4)]
 
 
-def test_model_input_size_follows_dino():
-    assert model_input_size(480, 854, 480, 16) == (480, 832)  # DAVIS 480p: the long side to a multiple of 64
-    assert model_input_size(854, 480, 480, 16) == (832, 480)
-    assert model_input_size(1080, 1920, 480, 8) == (480, 832)
-    assert model_input_size(64, 96, 64, 8, long_side_multiple=8) == (64, 96)
-    with pytest.raises(WtoursError):
-        model_input_size(480, 854, 480, 16, long_side_multiple=24)
+def test_model_input_size_follows_dino_read_frame():
+    assert model_input_size(480, 854) == (480, 832)  # DAVIS 480p: the long side to a multiple of 64
+    assert model_input_size(854, 480) == (832, 480)
+    assert model_input_size(1080, 1920, 480) == (480, 853 // 64 * 64)
+    assert model_input_size(64, 96, 64, long_side_multiple=8) == (64, 96)
+    assert model_input_size(500, 700, 500) == (500, 640)  # the short side is not rounded to the patch size
+    for height, width, short in ((480, 854, 480), (854, 480, 480), (1080, 1920, 480), (333, 517, 300)):
+        # DINO's read_frame sizes (th, tw), its arithmetic copied: cv2 is only asked for the image's shape.
+        if height > width:
+            tw, th = short, int((((short * height) / width) // 64) * 64)
+        else:
+            th, tw = short, int((((short * width) / height) // 64) * 64)
+        assert model_input_size(height, width, short) == (th, tw)
+    assert model_input_size(40, 40, 40) == (40, 64)  # DINO would resize to 0 px: one multiple at least
+
+
+def write_frame(path: Path, height: int, width: int, seed: int) -> Path:
+    """A textured JPEG: smooth random colours plus noise, so bilinear resizing has something to get wrong."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
+    smooth = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC)).astype(np.int16)
+    pixels = np.clip(smooth + rng.integers(-40, 41, smooth.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
+
+
+def test_frames_are_read_as_dino_read_frame(tmp_path):
+    for height, width in ((480, 854), (500, 333)):
+        path = write_frame(tmp_path / f"{height}x{width}.jpg", height, width, seed=height)
+        expected, ori_h, ori_w = official.read_frame(path, (480,))
+        frame = load_frame(path, model_input_size(ori_h, ori_w, 480))
+        assert frame.shape == expected.shape
+        assert torch.equal(frame, expected) or (frame - expected).abs().max() < 1e-6
+
+
+def test_patch_features_at_480_px_equal_dino_extract_feature(tmp_path):
+    """A ViT trained at 224 px meets 832 x 480 frames: position table, tokens and features as DINO's."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    overrides = {"embed_dim": 32, "depth": 2, "num_heads": 2}  # patch 16: a 30 x 52 grid from a 14 x 14 table
+    timm_model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **overrides).eval()
+    weights = tmp_path / "vit.safetensors"
+    metadata = {"timm_name": "vit_tiny_patch16_224", "kwargs": json.dumps(overrides)}
+    save_file({name: tensor.contiguous() for name, tensor in timm_model.state_dict().items()}, str(weights), metadata)
+    path = write_frame(tmp_path / "frame.jpg", 480, 854, seed=0)
+    frame, _, _ = official.read_frame(path, (480,))
+    with torch.no_grad():
+        expected = official.extract_feature(official.dino_vit_from_timm(timm_model), frame)
+    features = patch_features(load_encoder(None, weights), load_frame(path, (480, 832))[None])[0]
+    assert features.shape == (30, 52, 32)
+    assert torch.allclose(features.reshape(-1, 32), expected, atol=1e-5)
+
+
+VOID = 255
+
+
+def write_textured_davis(root: Path, frames: int, height: int, width: int) -> None:
+    """A DAVIS folder of one sequence, "walk": textured frames panning right with two objects moving over them,
+    and a void (255) strip in the first annotation."""
+    name = "walk"
+    for kind in ("JPEGImages", "Annotations"):
+        (root / kind / "480p" / name).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 256, (height, width + 8 * frames, 3), dtype=np.uint8)
+    for t in range(frames):
+        rgb = background[:, 4 * t : 4 * t + width].copy()
+        labels = np.zeros((height, width), dtype=np.uint8)
+        labels[20:60, 30 + 6 * t : 70 + 6 * t] = 1
+        labels[height - 50 : height - 10, width - 60 - 5 * t : width - 20 - 5 * t] = 2
+        rgb[labels == 1] = (220, 30, 30)
+        rgb[labels == 2] = (30, 200, 30)
+        if t == 0:
+            labels[18:20, 30:70] = VOID  # a void strip above object 1, as DAVIS marks unclear edges
+        Image.fromarray(rgb).save(root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=90)
+        mask = Image.fromarray(labels, mode="P")
+        mask.putpalette(davis_palette())
+        mask.save(root / "Annotations" / "480p" / name / f"{t:05d}.png")
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text(f"{name}\n")
+
+
+def test_propagation_writes_what_dino_eval_video_tracking_davis_writes(tmp_path):
+    """The whole of DINO's pipeline (read_frame, read_seg, extract_feature, label_propagation, norm_mask, the
+    upsampling and the resize back) on a tiny ViT at a 120-px short side, against wtours' PNGs."""
+    import timm
+
+    from wtours.trainers.backbones import with_pos_embed_resize
+    from wtours.trainers.eval_davis import DavisLayout, vit_patch_feature_fn
+
+    root = tmp_path / "davis"
+    write_textured_davis(root, frames=5, height=120, width=200)
+    torch.manual_seed(0)
+    overrides = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
+    timm_model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, num_classes=0, dynamic_img_size=True, **overrides
+    ).eval()
+    model = with_pos_embed_resize(timm_model, "dino").eval()
+    config = PropagationConfig(short_side=120, n_last_frames=2, neighbourhood=3, topk=5)
+    layout = DavisLayout(root)
+    predict_sequence(layout, "walk", tmp_path / "out", vit_patch_feature_fn(model, torch.device("cpu")), 8, config)
+
+    frames = layout.frames("walk")
+    args = SimpleNamespace(n_last_frames=2, size_mask_neighborhood=3, topk=5, patch_size=8)
+    first_seg, seg_ori = official.read_seg(layout.annotation("walk", frames[0]), 8, (120,))
+    expected = official.eval_video_tracking_davis(
+        args, official.dino_vit_from_timm(timm_model), frames, first_seg, (120,)
+    )
+    for frame, reference in zip(frames[1:], expected, strict=True):
+        predicted, _ = read_mask(tmp_path / "out" / "walk" / f"{frame.stem}.png")
+        assert predicted.shape == reference.shape
+        assert (predicted != reference).sum() == 0, frame.name
+    assert np.array_equal(read_mask(tmp_path / "out" / "walk" / "00000.png")[0], seg_ori)
+
+
+def test_scores_treat_void_as_background_as_the_davis_toolkit(tmp_path):
+    """Annotations with 255 inside the predicted object: the toolkit's semi-supervised J, F and J&F."""
+    root, out = tmp_path / "davis", tmp_path / "out"
+    truth = write_synthetic_davis(root)
+    annotations = sorted((root / "Annotations" / "480p" / "squares").glob("*.png"))
+    for path, labels in zip(annotations, truth, strict=True):  # the object's top two rows become void
+        labels = labels.copy()
+        rows = np.nonzero((labels == 1).any(axis=1))[0]
+        labels[rows[:2]] = np.where(labels[rows[:2]] == 1, VOID, labels[rows[:2]])
+        mask = Image.fromarray(labels, mode="P")
+        mask.putpalette(davis_palette())
+        mask.save(path)
+    config = PropagationConfig(short_side=64, long_side_multiple=8)
+    summary = run_davis(root, out, colour_features, patch_size=8, config=config)
+    results = sorted((out / "squares").glob("*.png"))[1:-1]
+    expected = official.evaluate_semisupervised(annotations, results)
+    for key in ("J_mean", "F_mean", "JF_mean"):
+        assert summary[key] == pytest.approx(expected[key], abs=1e-12), key
+    assert summary["config"]["void"] == "background"
+    ignoring = run_davis(root, tmp_path / "ignore", colour_features, 8, config=replace(config, void="ignore"))
+    assert ignoring["J_mean"] > summary["J_mean"] + 0.01  # dropping void pixels forgives the predicted strip
+    with pytest.raises(WtoursError, match="--void"):
+        run_davis(root, out, colour_features, 8, config=replace(config, void="drop"))
 
 
 def test_bad_davis_folders_are_one_line_errors(tmp_path):
