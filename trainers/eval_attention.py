@@ -1,6 +1,17 @@
-"""Attention maps as DINO shows them: the last block's [CLS] -> patch attention of every head, upsampled
-(nearest) to the image, one row per image and one column per head, optionally thresholded to the fewest
+"""Attention maps as DINO's `visualize_attention.py` makes them: the last block's [CLS] -> patch attention of every
+head, upsampled (nearest) to the image, one row per image and one column per head, optionally thresholded to the
 patches that hold a given share of the attention mass (DINO's figures keep 60%).
+
+As DINO: each image is resized to ``image_size`` x ``image_size`` (its default ``--image_size (480, 480)``;
+torchvision's bilinear Resize of the PIL image), normalised with ImageNet's mean and std, then cropped at the top
+left to a multiple of the patch size; at 480 px a ViT trained at 224 px resizes its position table by DINO's
+`interpolate_pos_encoding` (`wtours.trainers.features.load_encoder`). The threshold keeps a patch when the
+attention of it and of every weaker patch adds up to more than 1 - mass (DINO's ascending cumulative sum).
+
+Only the drawing differs: DINO saves one file per head and overlays a thresholded mask in a random colour with its
+contour; here one grid shows every head, a thresholded tile showing the image inside the kept patches and dimmed
+outside. DINO's single-number form (``--image_size 480``: the short side to 480, aspect kept) is not offered: the
+grid needs one tile size.
 """
 
 from __future__ import annotations
@@ -19,14 +30,15 @@ DIMMED_BRIGHTNESS = 0.25
 
 
 def attention_mass_mask(attention: torch.Tensor, mass: float = 0.6) -> torch.Tensor:
-    """True for the fewest highest-attention patches whose attention adds up to at least ``mass`` of
-    the total, along the last dimension (so (heads, patches) gives one set per head)."""
+    """True for the patches DINO's threshold keeps along the last dimension ((heads, patches) gives one set per
+    head): sorted ascending and normalised, those whose cumulative attention exceeds 1 - ``mass``, i.e. the
+    fewest strongest patches holding more than ``mass`` of it. The arithmetic is DINO's, so boundary cases
+    round as there."""
     if not 0.0 < mass <= 1.0:
         raise WtoursError(f"attention mass must be in (0, 1], got {mass}")
-    ranked, order = attention.sort(dim=-1, descending=True)
-    share = ranked / ranked.sum(dim=-1, keepdim=True)
-    mass_before = share.cumsum(dim=-1) - share  # mass of the strictly higher-ranked patches
-    keep_ranked = mass_before < mass
+    ranked, order = torch.sort(attention, dim=-1)
+    ranked = ranked / torch.sum(ranked, dim=-1, keepdim=True)
+    keep_ranked = torch.cumsum(ranked, dim=-1) > (1 - mass)
     return torch.zeros_like(keep_ranked).scatter(-1, order, keep_ranked)
 
 
@@ -74,20 +86,23 @@ def render_attention_grid(
     return grid
 
 
-def load_square_image(path: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
-    """An image resized to size x size: the normalised (3, size, size) tensor and the uint8 RGB pixels."""
+def load_square_image(path: Path, size: int, patch_size: int = 1) -> tuple[torch.Tensor, np.ndarray]:
+    """An image as DINO's `visualize_attention.py` prepares it: resized to size x size (torchvision's bilinear
+    Resize of the PIL image), normalised, cropped at the top left to a multiple of ``patch_size``. Returns the
+    (3, H, W) tensor and the uint8 RGB pixels (H, W, 3) it was made from."""
     from PIL import Image, UnidentifiedImageError
+    from torchvision import transforms
 
     from wtours.trainers.features import IMAGENET_MEAN, IMAGENET_STD
 
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC))
+            resized = transforms.Resize((size, size))(image.convert("RGB"))
     except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
         raise WtoursError(f"{path}: not a readable image ({err.__class__.__name__})") from None
-    tensor = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
-    tensor = (tensor - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return tensor, pixels
+    tensor = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)(transforms.ToTensor()(resized))
+    side = size - size % patch_size
+    return tensor[:, :side, :side], np.asarray(resized)[:side, :side]
 
 
 def write_attention_grid(
@@ -101,8 +116,8 @@ def write_attention_grid(
     device: str = "auto",
 ) -> list[Path]:
     """Load the encoder (safetensors, or a run folder holding its exported encoder), draw the attention grid
-    of ``image_paths`` and write it as ``out`` with the suffixes ``.png`` and ``.pdf``, atomically.
-    Returns the two paths."""
+    of ``image_paths`` (each prepared by `load_square_image`; tiles of ``image_size`` rounded down to the patch
+    size) and write it as ``out`` with the suffixes ``.png`` and ``.pdf``, atomically. Returns the two paths."""
     from PIL import Image
 
     from wtours.store import atomic_write_bytes
@@ -112,13 +127,13 @@ def write_attention_grid(
         raise WtoursError("give at least one image")
     model = load_encoder(arch, weights)
     patch_size = patch_size_of(model)
-    if image_size % patch_size:
-        raise WtoursError(f"--image-size {image_size} must be a multiple of the patch size {patch_size}")
+    if image_size < patch_size:
+        raise WtoursError(f"--image-size {image_size} is smaller than one patch ({patch_size} px)")
     torch_device = pick_device(device)
     model = model.to(torch_device)
     pixels, maps = [], []
     for path in image_paths:  # one image at a time: a 480 px ViT-B forward fits anywhere
-        tensor, rgb = load_square_image(Path(path), image_size)
+        tensor, rgb = load_square_image(Path(path), image_size, patch_size)
         maps.append(cls_attention_maps(model, tensor[None].to(torch_device)).cpu())
         pixels.append(rgb)
     grid = Image.fromarray(render_attention_grid(np.stack(pixels), torch.cat(maps), patch_size, mass))

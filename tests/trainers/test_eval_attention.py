@@ -1,10 +1,12 @@
-"""Attention-map grids: the mass threshold on known vectors, and a grid drawn from a tiny random ViT."""
+"""Attention-map grids: the mass threshold on known vectors, maps at 480 px against DINO's
+`visualize_attention.py` (transcribed in tests/trainers/dino_official.py), and a grid drawn from a tiny ViT."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import dino_official as official
 import numpy as np
 import pytest
 import torch
@@ -27,10 +29,20 @@ TINY_VIT = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
 def test_mass_mask_keeps_the_fewest_patches_reaching_the_mass():
     attention = torch.tensor([0.1, 0.5, 0.1, 0.3])
     assert attention_mass_mask(attention, 0.6).tolist() == [False, True, False, True]  # 0.5 alone is short
-    assert attention_mass_mask(attention, 0.5).tolist() == [False, True, False, False]
+    assert attention_mass_mask(attention, 0.45).tolist() == [False, True, False, False]
     assert attention_mass_mask(attention, 1.0).all()
     with pytest.raises(WtoursError):
         attention_mass_mask(attention, 0.0)
+
+
+def test_mass_mask_is_dino_threshold_bit_for_bit():
+    """Many heads whose masses sit on the threshold: DINO's ascending cumulative sum decides, rounding included."""
+    generator = torch.Generator().manual_seed(0)
+    attention = torch.rand(64, 200, generator=generator).pow(4).softmax(dim=-1)
+    attention[:8] = torch.full((8, 200), 1 / 200)  # equal patches: a cumulative sum crossing 1 - mass in steps
+    for mass in (0.3, 0.6, 0.9, 1.0):
+        expected = official.threshold_attention(attention.clone(), mass)
+        assert torch.equal(attention_mass_mask(attention, mass), expected), mass
 
 
 def test_mass_mask_keeps_the_stated_mass_per_head():
@@ -43,12 +55,13 @@ def test_mass_mask_keeps_the_stated_mass_per_head():
     assert (kept_mass - smallest_kept < 0.6).all()  # none of the kept patches could be spared
 
 
-def write_tiny_vit(path: Path) -> Path:
+def write_tiny_vit(path: Path, model: torch.nn.Module | None = None, overrides: dict | None = None) -> Path:
     import timm
     from safetensors.torch import save_file
 
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **TINY_VIT)
-    metadata = {"timm_name": "vit_tiny_patch16_224", "kwargs": json.dumps(TINY_VIT)}
+    overrides = overrides or TINY_VIT
+    model = model or timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **overrides)
+    metadata = {"timm_name": "vit_tiny_patch16_224", "kwargs": json.dumps(overrides)}
     save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(path), metadata)
     return path
 
@@ -92,10 +105,47 @@ def test_thresholded_grid_keeps_the_image_exactly_on_the_kept_mass(tmp_path):
     assert np.array_equal(grid[:, :32], pixels)
 
 
+def test_sizes_off_the_patch_grid_are_cropped_as_dino_does(tmp_path):
+    weights = write_tiny_vit(tmp_path / "vit.safetensors")
+    png, _ = write_attention_grid(weights, write_images(tmp_path / "images"), tmp_path / "grid.png", image_size=30)
+    with Image.open(png) as grid:
+        assert grid.size == ((2 + 1) * 24, 2 * 24)  # 30 px -> the top-left 24 px: three whole 8-px patches
+
+
+def test_attention_at_480_px_equals_dino_visualize_attention(tmp_path):
+    """A ViT trained at 224 px on a 480 x 480 input: DINO's transform, position-table resize, last-block attention
+    and 60 % threshold, against wtours' maps and masks."""
+    import timm
+
+    torch.manual_seed(0)
+    overrides = {"embed_dim": 64, "depth": 2, "num_heads": 4}  # patch 16: a 30 x 30 grid from a 14 x 14 table
+    timm_model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **overrides).eval()
+    weights = write_tiny_vit(tmp_path / "vit.safetensors", timm_model, overrides)
+    rng = np.random.default_rng(1)
+    coarse = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(coarse).resize((700, 500), Image.BICUBIC).save(path, quality=90)
+
+    with Image.open(path) as image:
+        img = official.attention_transform((480, 480))(image.convert("RGB"))
+    with torch.no_grad():
+        expected_maps, expected_keep = official.visualize_attention(
+            official.dino_vit_from_timm(timm_model), img, 16, threshold=0.6
+        )
+    tensor, _ = load_square_image(path, 480, 16)
+    assert torch.equal(tensor, img)
+    maps = cls_attention_maps(load_encoder(None, weights), tensor[None])[0]
+    assert maps.shape == (4, 30, 30)
+    assert torch.allclose(maps, expected_maps, rtol=1e-4, atol=1e-7)
+    keep = attention_mass_mask(maps.flatten(1), 0.6).reshape(maps.shape)
+    assert torch.equal(keep, expected_keep)
+    assert 0 < keep.sum() < keep.numel()
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path):
     weights = write_tiny_vit(tmp_path / "vit.safetensors")
     with pytest.raises(WtoursError, match="not a readable image"):
         write_attention_grid(weights, [tmp_path / "missing.jpg"], tmp_path / "grid.png", image_size=32)
-    with pytest.raises(WtoursError, match="multiple of the patch size"):
-        write_attention_grid(weights, write_images(tmp_path / "images"), tmp_path / "grid.png", image_size=30)
+    with pytest.raises(WtoursError, match="smaller than one patch"):
+        write_attention_grid(weights, write_images(tmp_path / "images"), tmp_path / "grid.png", image_size=6)
     assert not (tmp_path / "grid.png").exists()
