@@ -1,8 +1,11 @@
-"""Weighted k-NN evaluation (as in DINO) of a frozen encoder on an ImageFolder-style labelled set.
+"""Weighted k-NN evaluation of a frozen encoder on an ImageFolder-style labelled set, as DINO's `eval_knn.py`.
 
-Each validation image votes with its k most similar training images (cosine similarity of L2-normalised
-[CLS] features), each vote weighted by exp(similarity / T), T = 0.07. The built-in labelled set cuts
-the embedded sample's annotated objects (person, bus) out of its decoded frames.
+Both splits go through DINO's evaluation transform (Resize(256, bicubic) + CenterCrop(224) at the default 224 px;
+256/224 of ``image_size`` otherwise) and the encoder's own output: the normed [CLS] token of the last block (DINO
+evaluates its teacher's backbone; a run folder's exported encoder is that teacher), in fp32 as DINO computes
+it, L2-normalised. Each validation image votes with its k most similar training images (cosine similarity), each
+vote weighted by exp(similarity / T), T = 0.07; the class with the largest sum wins. The built-in labelled set
+cuts the embedded sample's annotated objects (person, bus) out of its decoded frames.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def weighted_knn_predict(
     temperature: float = 0.07,
     chunk: int = 1024,
 ) -> torch.Tensor:
-    """Class index per query: sum over its k nearest training items of exp(cos / T) per class, argmax.
+    """Class index per query: sum over its k nearest training items of exp(cos / T) per class, argmax (DINO's
+    `knn_classifier`: its top-1 is the first of the classes sorted by that sum).
 
     Features must already be L2-normalised (so the dot product is the cosine similarity).
     """
@@ -56,20 +60,12 @@ def weighted_knn_predict(
 
 
 def _image_folder(folder: Path, image_size: int):
-    from torchvision import datasets, transforms
+    from torchvision import datasets
 
-    from wtours.trainers.views import IMAGENET_MEAN, IMAGENET_STD
+    from wtours.trainers.features import EvalTransform
 
     # DINO's evaluation transform: resize to 256/224 of the crop, then the central crop.
-    bicubic = transforms.InterpolationMode.BICUBIC
-    transform = transforms.Compose(
-        [
-            transforms.Resize(round(image_size * 256 / 224), interpolation=bicubic),
-            transforms.CenterCrop(image_size),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+    transform = EvalTransform(resize=round(image_size * 256 / 224), crop=image_size).build()
     try:
         return datasets.ImageFolder(str(folder), transform=transform)
     except (FileNotFoundError, OSError) as err:
@@ -80,15 +76,15 @@ def _image_folder(folder: Path, image_size: int):
 def extract_features(
     encoder: nn.Module, dataset, *, batch_size: int = 64, device: torch.device, num_workers: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """L2-normalised [CLS] features (the encoder's pooled output) and labels of a whole dataset."""
+    """L2-normalised [CLS] features (the encoder's pooled output) and labels of a whole dataset, computed in
+    fp32 (DINO's `extract_features`: no autocast; bf16 moves cosine similarities enough to reorder neighbours)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-    encoder.eval().to(device)
+    encoder.eval().float().to(device)
     features, labels = [], []
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for images, targets in loader:
-        with autocast:
-            output = encoder(images.to(device, non_blocking=True))
-        features.append(F.normalize(output.float(), dim=1))
+        with torch.autocast(device.type, enabled=False):  # fp32 even inside a caller's autocast region
+            output = encoder(images.to(device, dtype=torch.float32, non_blocking=True))
+        features.append(F.normalize(output, dim=1, p=2))
         labels.append(targets.to(device))
     return torch.cat(features), torch.cat(labels)
 
