@@ -6,12 +6,15 @@ staging folder ``videos/.partial/<id>/<source>/`` where its ``.part`` file survi
 next run resumes it with an HTTP Range request. A staged file is verified (`wtours.video.verify_video`)
 before it is moved into ``videos/<id>.mp4`` in one rename, next to its sidecar ``videos/<id>.json``.
 A verified video (sidecar size == file size) is skipped on a re-run without touching the network.
+A local file (``path:``) is copied (reflinked where the file system can), never shared with the user's
+original, unless the manifest says ``link: true``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import optparse
@@ -21,7 +24,7 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +32,10 @@ from typing import Any
 from rich.markup import escape
 
 from wtours import __version__
-from wtours.errors import WtoursError
+from wtours.errors import BusyError, WtoursError, os_error_message, prefixed
 from wtours.manifest import FigshareSource, FileSource, Manifest, VideoEntry
 from wtours.progress import console, make_progress
-from wtours.store import Store, atomic_path, atomic_write_json, read_json
+from wtours.store import Store, atomic_path, atomic_write_json, copy_file, read_json
 from wtours.video import VideoProbe, verify_video
 
 FIGSHARE_API_ENV = "WTOURS_FIGSHARE_API"
@@ -314,21 +317,33 @@ class _VideoFetcher:
         return self.entry.id
 
     def run(self) -> FetchResult:
+        """Fetch this video; an OSError on the data directory (read-only, full) is raised, not recorded: every
+        other video would fail the same way."""
         if self.store.is_verified(self.video_id):
             return self._skipped()
-        with _exclusive(self.store.state_path(self.video_id).with_suffix(".lock")) as ours:
-            if not ours:  # two runs appending to one .part file would corrupt it
-                return FetchResult(self.video_id, False, "failed", error="another wtours fetch is on this video now")
-            if self.store.is_verified(self.video_id):  # that other run has just finished it
+        try:
+            lock = self.store.lock(self.video_id, "fetch")  # two runs appending to one .part file would corrupt it
+            with lock:
+                return self._run_locked()
+        except BusyError as err:
+            return FetchResult(self.video_id, False, "failed", error=str(err))
+
+    def _run_locked(self) -> FetchResult:
+        if self.store.is_verified(self.video_id):  # another run has just finished it
+            return self._skipped()
+        self.store.clear_stale_temps(self.video_id)
+        try:
+            if self.store.video_path(self.video_id).is_file() and self._reverify_existing():
                 return self._skipped()
-            try:
-                if self.store.video_path(self.video_id).is_file() and self._reverify_existing():
-                    return self._skipped()
-                return self._fetch_from_sources()
-            except WtoursError as err:
-                return self._failed(str(err))
-            except Exception as err:  # noqa: BLE001 - one broken video must not stop the others
-                return self._failed(f"{type(err).__name__}: {err}")
+            return self._fetch_from_sources()
+        except WtoursError as err:
+            return self._failed(str(err))
+        except OSError as err:
+            if err.filename is None or self.store.holds(err.filename):
+                raise
+            return self._failed(os_error_message(err))  # e.g. a local source file we may not read
+        except Exception as err:  # noqa: BLE001 - one broken video must not stop the others
+            return self._failed(f"{type(err).__name__}: {err}")
 
     def _skipped(self) -> FetchResult:
         path = self.store.video_path(self.video_id)
@@ -381,7 +396,7 @@ class _VideoFetcher:
         info: dict[str, Any] | None = None
         expected: dict[str, Any] = {}
         if isinstance(source, FileSource):
-            staged = self._stage_file(self.manifest.resolve_path(source), staging)
+            staged = self._stage_file(source, staging)
         else:
             url = source.location
             if isinstance(source, FigshareSource):
@@ -396,9 +411,11 @@ class _VideoFetcher:
             # The bytes themselves are bad: drop them so that no later run resumes or re-verifies them.
             shutil.rmtree(staging, ignore_errors=True)
             raise _SourceFailed(str(err), permanent=True) from None
-        record = {"kind": source.kind, "location": source.location}
+        record: dict[str, Any] = {"kind": source.kind, "location": source.location}
         if isinstance(source, FigshareSource):
             record["url"] = url
+        if isinstance(source, FileSource) and source.link:
+            record["link"] = True
         self._publish(staged, probe, record, ytdlp_info=info, sha256=digests["sha256"])
         return self.store.video_path(self.video_id)
 
@@ -434,8 +451,10 @@ class _VideoFetcher:
             "wtours_version": __version__,
             "ytdlp": {key: ytdlp_info.get(key) for key in _YTDLP_INFO_KEYS} if ytdlp_info else None,
         }
-        atomic_write_json(self.store.sidecar_path(self.video_id), sidecar)
-        shutil.rmtree(self.store.partial_dir(self.video_id), ignore_errors=True)
+        # Its temporary file goes to the staging folder: a kill leaves nothing half-written in videos/.
+        staging = self.store.partial_dir(self.video_id)
+        atomic_write_json(self.store.sidecar_path(self.video_id), sidecar, staging=staging)
+        shutil.rmtree(staging, ignore_errors=True)
         self.store.state_path(self.video_id).unlink(missing_ok=True)
 
     def _failed(self, error: str) -> FetchResult:
@@ -471,6 +490,7 @@ class _VideoFetcher:
             with yt_dlp.YoutubeDL(params) as ydl:
                 info = ydl.extract_info(url, download=True)
         except yt_dlp.utils.YoutubeDLError as err:
+            _raise_disk_error(err, staging)
             raise _SourceFailed(_ytdlp_message(err), permanent=_is_permanent(err)) from None
         if info and info.get("_type") == "playlist":
             info = next(iter(info.get("entries") or []), None)
@@ -522,9 +542,12 @@ class _VideoFetcher:
             f"figshare article {source.figshare} has no file {source.file!r} (files: {names})", permanent=True
         )
 
-    def _stage_file(self, path: Path, staging: Path) -> Path:
-        """A local file into staging: a hard link where possible (no copy of gigabytes), else a copy;
-        other containers are remuxed to mp4 without re-encoding."""
+    def _stage_file(self, source: FileSource, staging: Path) -> Path:
+        """A local file into staging as an independent copy (a reflink where the file system can: instant, no
+        extra space), so that editing either file never changes the other; a hard link instead when the
+        manifest says ``link: true`` (no second copy of gigabytes; both names then share one file). Other
+        containers are remuxed to mp4 without re-encoding."""
+        path = self.manifest.resolve_path(source)
         if not path.is_file():
             raise _SourceFailed(f"file not found: {path}", permanent=True)
         staged = staging / f"{self.video_id}.mp4"
@@ -532,11 +555,13 @@ class _VideoFetcher:
             _remux_to_mp4(path, staged)
             return staged
         staged.unlink(missing_ok=True)
-        try:
-            os.link(path, staged)
-        except OSError:
-            with atomic_path(staged) as tmp:
-                shutil.copyfile(path, tmp)
+        if source.link:
+            try:
+                os.link(path, staged)
+                return staged
+            except OSError as err:  # another file system, or links not allowed there
+                _say(f"{self.video_id}: cannot hard-link {path} ({os_error_message(err)}); copying it instead")
+        copy_file(path, staged)
         return staged
 
 
@@ -561,28 +586,6 @@ class _YtdlpLogger:
 
     def error(self, message: str) -> None:
         pass
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[bool]:
-    """Yield True while this process holds an advisory lock on ``lock_path``, False if another process
-    holds it. The lock file exists only while held. Without fcntl (Windows) it always yields True."""
-    try:
-        import fcntl
-    except ImportError:
-        yield True
-        return
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            lock_path.unlink(missing_ok=True)
 
 
 def _say(text: str) -> None:
@@ -610,6 +613,26 @@ def _is_permanent(err: Exception) -> bool:
         cause = getattr(cause, "cause", None) or (exc_info[1] if exc_info else None) or cause.__cause__
     match = re.search(r"HTTP Error (\d{3})", str(err))
     return bool(match) and 400 <= int(match[1]) < 500 and int(match[1]) not in (408, 429)
+
+
+# What the disk, not the source, said: retrying or trying another source cannot help.
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _raise_disk_error(err: Exception, staging: Path) -> None:
+    """Re-raise the OSError behind a yt-dlp error when it is about our disk (full, read-only, not ours);
+    yt-dlp's own message does not say where it was writing."""
+    seen: set[int] = set()
+    cause: Any = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in _DISK_ERRNOS:
+            raise OSError(cause.errno, cause.strerror, cause.filename or str(staging)) from None
+        exc_info = getattr(cause, "exc_info", None)
+        cause = (exc_info[1] if exc_info else None) or cause.__cause__ or cause.__context__
+    match = re.search(r"\[Errno (\d+)\] ([^:\n]+)", str(err))
+    if match and int(match[1]) in _DISK_ERRNOS:
+        raise OSError(int(match[1]), match[2].strip(), str(staging))
 
 
 def _strip_ansi(text: str) -> str:
@@ -732,7 +755,8 @@ def _print_results(results: list[FetchResult], store: Store) -> None:
     for result in results:
         if not result.ok:
             console.print(
-                f"[bold red]error:[/] {result.video_id}: {escape(result.error or '')}", highlight=False, soft_wrap=True
+                f"[bold red]error:[/] {escape(prefixed(result.video_id, result.error or ''))}", highlight=False,
+                soft_wrap=True,
             )
 
 

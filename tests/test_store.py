@@ -62,3 +62,69 @@ def test_file_sha256_matches_hashlib_across_chunks(tmp_path):
     path = tmp_path / "blob"
     path.write_bytes(data)
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_staged_atomic_write_leaves_nothing_beside_its_target(tmp_path):
+    staging = tmp_path / "videos" / ".partial" / "a"
+    target = tmp_path / "videos" / "a.json"
+    with pytest.raises(RuntimeError), atomic_path(target, staging=staging) as tmp:
+        assert tmp.parent == staging
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert not target.exists() and not any(staging.iterdir()) and os.listdir(target.parent) == [".partial"]
+    atomic_write_json(target, {"x": 1}, staging=staging)
+    assert read_json(target) == {"x": 1} and not any(staging.iterdir())
+
+
+def test_a_write_error_without_a_file_name_is_given_the_targets(tmp_path):
+    import errno
+
+    from wtours.errors import os_error_message
+
+    target = tmp_path / "a.bin"
+    with pytest.raises(OSError) as raised, atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")  # what write() says on a full disk
+    assert os_error_message(raised.value) == f"{target}: No space left on device (ENOSPC)"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_videos_lock_refuses_a_second_run_and_names_the_first(tmp_path):
+    pytest.importorskip("fcntl", reason="advisory locks are POSIX-only")
+    from wtours.errors import BusyError
+
+    store = Store.at(tmp_path)
+    with store.lock("walk", "anonymize"):
+        assert f"anonymize (pid {os.getpid()})" in store.lock_path("walk").read_text()
+        with pytest.raises(BusyError) as raised, store.lock("walk", "fetch"):
+            pass
+        assert str(raised.value) == f"walk: another wtours anonymize (pid {os.getpid()}) is on this video now"
+        assert raised.value.exit_code == 1
+        with store.lock("other", "fetch"):  # other videos are free
+            pass
+    assert not store.lock_path("walk").exists()
+    with store.lock("walk", "fetch"):  # released: the next run takes it
+        pass
+
+
+def test_stale_temps_of_one_video_are_cleared_and_no_others(tmp_path):
+    store = Store.at(tmp_path)
+    store.videos_dir.mkdir()
+    names = [".walk-anon.mp4.abcd1234.tmp", ".walk-anon.json.x_yz9876.tmp", ".walk-anon.mp4.mp4.abcd1234.tmp",
+             ".walk.mp4.abcd1234.tmp", "walk-anon.mp4", ".walk-anon.mp4.partial"]  # fmt: skip
+    for name in names:
+        (store.videos_dir / name).write_bytes(b"x")
+    store.clear_stale_temps("walk-anon")
+    assert sorted(os.listdir(store.videos_dir)) == sorted(names[2:])
+
+
+def test_copy_file_makes_an_independent_copy(tmp_path):
+    from wtours.store import copy_file
+
+    source = tmp_path / "a.mp4"
+    source.write_bytes(os.urandom(100_000))
+    target = tmp_path / "videos" / "a.mp4"
+    assert copy_file(source, target) in ("copy", "reflink")
+    assert target.read_bytes() == source.read_bytes() and not os.path.samefile(source, target)
+    source.write_bytes(b"changed")
+    assert len(target.read_bytes()) == 100_000
+    assert os.listdir(target.parent) == ["a.mp4"]

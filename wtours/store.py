@@ -6,8 +6,9 @@ Layout under the data directory (``--data-dir`` or ``$WTOURS_DATA_DIR``, default
     videos/<id>.json           its sidecar: source, sha256, probe results, yt-dlp info
     videos/.partial/<id>/      staging area of an unfinished download (resumable)
     videos/.state/<id>.json    outcome of the last fetch attempt (e.g. failed, and why)
-    videos/.state/<id>.lock    held while a fetch of <id> runs (two fetches never share a .part file)
-    videos/.<id>-anon.parts/   finished parts of an unfinished anonymized copy (resumable)
+    videos/.state/<id>.lock    held while a fetch or anonymize of <id> runs; names its holder
+    videos/.<id>-anon.parts/   finished parts of an unfinished anonymized copy (resumable) and the joined
+                               copy while it is written
     .cache/bin/ffmpeg          link to the bundled ffmpeg binary, for yt-dlp
     analysis/<id>/             per-video statistics (Parquet + summary.json)
     clips/<id>.parquet         curated clip index
@@ -19,11 +20,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from wtours.errors import BusyError
 
 DATA_DIR_ENV = "WTOURS_DATA_DIR"
 
@@ -33,18 +39,24 @@ def default_data_dir() -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+def atomic_path(path: str | os.PathLike[str], *, staging: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Yield a temporary path; on success it replaces ``path`` in one rename.
 
-    If the body raises, the temporary file is removed and ``path`` is left untouched, so a
-    reader never sees a half-written file.
+    The temporary file lies beside ``path``, or in ``staging`` (a folder on the same file system, e.g. a
+    staging area, so that a killed writer leaves nothing in the folder users and later stages read).
+    If the body raises, the temporary file is removed and ``path`` is left untouched, so a reader never
+    sees a half-written file. An OSError that names no file (a full disk reported by ``write``) is given
+    ``path`` as its file name: the error a user reads says where.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    folder = Path(staging) if staging is not None else path.parent
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         if tmp.is_file() and not tmp.is_symlink():
             # mkstemp creates files 0600; add the read/write bits a plain open() would give (keeping an
@@ -52,9 +64,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             mode = tmp.stat().st_mode & 0o7777
             os.chmod(tmp, mode | (0o666 & ~_umask()))
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:
+            err.filename = str(path)
+        raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def _umask() -> int:
@@ -63,19 +80,22 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, staging: str | os.PathLike[str] | None = None
+                       ) -> None:  # fmt: skip
+    with atomic_path(path, staging=staging) as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, staging: str | os.PathLike[str] | None = None
+                      ) -> None:  # fmt: skip
+    atomic_write_bytes(path, text.encode("utf-8"), staging=staging)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, staging: str | os.PathLike[str] | None = None
+                      ) -> None:  # fmt: skip
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", staging=staging)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any | None:
@@ -95,6 +115,64 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while chunk := stream.read(4 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def copy_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> str:
+    """Write an independent copy of ``source`` at ``target`` (atomically) and say how: ``"reflink"`` where the
+    file system shares blocks copy-on-write (Btrfs, XFS: instant, no extra space, and still two files: an
+    edit of one never shows in the other), else ``"copy"``."""
+    with atomic_path(target) as tmp, open(source, "rb") as src, open(tmp, "wb") as dst:
+        if _reflink(src.fileno(), dst.fileno()):
+            return "reflink"
+        shutil.copyfileobj(src, dst, 4 << 20)
+    return "copy"
+
+
+def _reflink(source_fd: int, target_fd: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    import fcntl
+
+    try:
+        fcntl.ioctl(target_fd, getattr(fcntl, "FICLONE", 0x40049409), source_fd)
+    except OSError:  # not supported here (ext4, tmpfs), or across file systems
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _held_lock(path: Path, holder: str, busy_message: str) -> Iterator[None]:
+    """An advisory lock on ``path`` (fcntl.flock) while the body runs; BusyError(busy_message) at once if
+    another process holds it. The file exists only while held and names its holder."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks, runs are not serialised
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for as long as the lock
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "process"
+            handle.close()
+            raise BusyError(busy_message.format(holder=other)) from None
+        try:  # the last holder may have removed the file between our open and flock: lock the one there now
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        handle.close()
+    try:
+        handle.truncate(0)
+        handle.write(f"{holder} (pid {os.getpid()})\n")
+        handle.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        handle.close()
 
 
 @dataclass(frozen=True)
@@ -122,6 +200,32 @@ class Store:
 
     def state_path(self, video_id: str) -> Path:
         return self.videos_dir / ".state" / f"{video_id}.json"
+
+    def lock_path(self, video_id: str) -> Path:
+        return self.videos_dir / ".state" / f"{video_id}.lock"
+
+    def lock(self, video_id: str, holder: str) -> contextlib.AbstractContextManager[None]:
+        """Hold ``video_id``'s lock while ``holder`` (``"fetch"``, ``"anonymize"``) writes its files: two runs
+        never share a download or a copy. BusyError, with nothing touched, if another process holds it."""
+        return _held_lock(self.lock_path(video_id), holder,
+                          f"{video_id}: another wtours {{holder}} is on this video now")  # fmt: skip
+
+    def clear_stale_temps(self, video_id: str) -> None:
+        """Remove temporary files of ``video_id``'s video and sidecar that a killed writer left in videos/
+        (older versions wrote them there). Call it holding the video's lock: none can be in use then."""
+        pattern = re.compile(rf"^\.{re.escape(video_id)}\.(mp4|json)\.[A-Za-z0-9_]{{8}}\.tmp$")
+        if self.videos_dir.is_dir():
+            for path in self.videos_dir.iterdir():
+                if pattern.match(path.name):
+                    path.unlink(missing_ok=True)
+
+    def holds(self, path: str | os.PathLike[str]) -> bool:
+        """True if ``path`` lies inside this data directory."""
+        try:
+            Path(path).resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return False
+        return True
 
     def analysis_dir(self, video_id: str) -> Path:
         return self.root / "analysis" / video_id

@@ -245,6 +245,27 @@ def test_local_path_sources_relative_to_the_manifest_and_remuxed_to_mp4(cli, mak
     assert json.loads((data / "videos" / "b.json").read_text())["frame_count"] == 24
 
 
+def test_a_local_file_is_copied_unless_the_manifest_asks_for_a_link(cli, make_video, tmp_path):
+    original = make_video("a.mp4", frames=10)
+    manifest = write_manifest(
+        tmp_path / "manifest.yaml",
+        [{"id": "copied", "sources": [str(original)]}, {"id": "linked", "sources": [{"path": str(original),
+                                                                                    "link": True}]}],
+    )  # fmt: skip
+    data = tmp_path / "data"
+    code, _, err = cli("fetch", "-m", manifest, "-d", data)
+    assert code == 0, err
+    copied, linked = data / "videos" / "copied.mp4", data / "videos" / "linked.mp4"
+    assert copied.read_bytes() == original.read_bytes() and not os.path.samefile(copied, original)
+    assert os.path.samefile(linked, original), "link: true shares the user's file, as asked"
+    assert json.loads((data / "videos" / "linked.json").read_text())["source"]["link"] is True
+    with open(original, "r+b") as stream:  # the user edits the original in place
+        stream.seek(64)
+        stream.write(b"\0" * 16)
+    assert copied.read_bytes() != original.read_bytes(), "the fetched copy must not change with the original"
+    assert not list((data / "videos").glob(".*.tmp")) and not any((data / "videos" / ".partial").rglob("*"))
+
+
 def test_a_webm_link_is_remuxed_to_mp4_without_reencoding(cli, make_video, www, tmp_path):
     import av
 
@@ -304,7 +325,7 @@ def test_a_video_another_run_is_fetching_is_left_alone(cli, make_video, www, tmp
         fcntl.flock(held, fcntl.LOCK_EX)  # as a concurrent `wtours fetch` would
         manifest = write_manifest(tmp_path / "manifest.yaml", [{"id": "walk", "sources": [server.url("clip.mp4")]}])
         code, _, err = cli("fetch", "-m", manifest, "-d", data)
-        assert code == 1 and "walk: another wtours fetch is on this video now" in err
+        assert code == 1 and "walk: another wtours process is on this video now" in err
         assert server.requests == []
 
 
