@@ -616,7 +616,8 @@ def eval_knn(
         "<run>/eval/knn_untrained.json.",
     ),
 ) -> None:
-    """Weighted k-NN top-1 of an encoder's L2-normalised [CLS] features (train images vote for val images)."""
+    """Weighted k-NN top-1 of an encoder's L2-normalised fp32 [CLS] features, as DINO's eval_knn.py (train
+    images vote for val images)."""
     from wtours.trainers.compare import default_eval_output
     from wtours.trainers.launch import run_knn
 
@@ -668,15 +669,27 @@ def eval_linear(
         "(wtours exports name it); give it for weights saved elsewhere.",
         show_default=False,
     ),
-    epochs: int = typer.Option(100, "--epochs", min=1, help="Epochs over the cached features (DINO: 100)."),
+    protocol: str = typer.Option(
+        "dino",
+        "--protocol",
+        help="dino: DINO's eval_linear.py (training images RandomResizedCrop + flip, drawn anew and encoded "
+        "every epoch). cached: encode the training images once from their centre crops (no augmentation) and "
+        "cache them: 100 epochs in seconds, typically a point or two below; the probe wtours ran before.",
+    ),
+    epochs: int = typer.Option(100, "--epochs", min=1, help="Epochs; the cosine schedule spans them (DINO: 100)."),
     lr: float = typer.Option(
-        0.01,
+        0.001,
         "--lr",
         min=0.0,
-        help="SGD learning rate at a batch of 256, scaled linearly with --batch-size (DINO: 0.01). Sweep it "
-        "(e.g. 0.001-0.1) when encoders' feature scales differ.",
+        help="SGD learning rate at a batch of 256, scaled linearly with --batch-size (DINO: 0.001; the DoRA "
+        "release's README ran 0.01 at 4 x 512 images). DINO advises tuning it per checkpoint.",
     ),
-    batch_size: int = typer.Option(512, "--batch-size", min=1, help="Features per SGD step (DINO: 512)."),
+    batch_size: int = typer.Option(
+        128,
+        "--batch-size",
+        min=1,
+        help="Images per SGD step, all devices together (DINO: 128 per GPU; DoRA's README: 2048 = 4 x 512).",
+    ),
     weight_decay: float = typer.Option(
         0.0, "--weight-decay", min=0.0, help="L2 penalty; raise it (e.g. 1e-4) if the probe overfits a small set."
     ),
@@ -689,13 +702,18 @@ def eval_linear(
     avgpool: bool = typer.Option(
         False, "--avgpool/--no-avgpool", help="Also append the last block's mean patch token (DINO for ViT-B)."
     ),
-    resize: int = typer.Option(256, "--resize", min=16, help="Short side before the centre crop (DINO: 256)."),
-    crop: int = typer.Option(224, "--crop", min=16, help="Centre crop fed to the encoder (DINO: 224)."),
+    resize: int = typer.Option(
+        256, "--resize", min=16, help="Val images: short side (bicubic) before the centre crop (DINO: 256)."
+    ),
+    crop: int = typer.Option(
+        224, "--crop", min=16, help="Size fed to the encoder: the val centre crop and the training random crop "
+        "(DINO: 224).",
+    ),  # fmt: skip
     cache_dir: Path = typer.Option(
         Path(".cache/features"),
         "--cache-dir",
-        help="Feature cache keyed by weights hash + images + transform: reruns with another --lr or --epochs "
-        "skip the encoder. Delete the folder to reclaim disk.",
+        help="Feature cache keyed by weights hash + images + transform, for the val features (and the training "
+        "features with --protocol cached): reruns skip the encoder there. Delete the folder to reclaim disk.",
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the features and store nothing."),
     feature_batch_size: int = typer.Option(
@@ -703,12 +721,14 @@ def eval_linear(
     ),
     device: str = EvalDeviceOption,
     num_workers: int = ImageWorkersOption,
-    seed: int = typer.Option(0, "--seed", help="Seed of the classifier's initialisation and the batch order."),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the classifier's initialisation, the batch order and the training crops."
+    ),
     sample_dir: Path = typer.Option(
         Path("data/labelled/sample"), "--sample-dir", help="Where the built-in labelled set is written once."
     ),
 ) -> None:
-    """Linear probe on frozen [CLS] features (DINO's protocol): SGD, momentum 0.9, cosine schedule; top-1/top-5."""
+    """Linear probe on frozen [CLS] features, DINO's eval_linear.py by default: top-1 (final and best epoch)."""
     from wtours.trainers.compare import default_eval_output
     from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe
     from wtours.trainers.knn import make_sample_labelled_set
@@ -721,7 +741,9 @@ def eval_linear(
         labelled / "val",
         out,
         arch=arch,
-        config=LinearProbeConfig(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed),
+        config=LinearProbeConfig(
+            epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, seed=seed, protocol=protocol
+        ),
         n_last_blocks=n_last_blocks,
         avgpool_patches=avgpool,
         resize=resize,
@@ -731,7 +753,10 @@ def eval_linear(
         num_workers=num_workers,
         device=device,
     )
-    typer.echo(f"top-1 {100 * report['top1']:.2f}%  top-5 {100 * report['top5']:.2f}%  -> {out}")
+    typer.echo(
+        f"top-1 {100 * report['top1']:.2f}% (best epoch {100 * report['best_top1']:.2f}%)  "
+        f"top-5 {100 * report['top5']:.2f}%  -> {out}"
+    )
 
 
 @eval_app.command("attention")
@@ -746,16 +771,17 @@ def eval_attention(
         480,
         "--image-size",
         min=16,
-        help="Images are resized to this square, a multiple of the patch size (DINO: 480). Lower it for a "
-        "smaller grid; raise it for finer maps at more memory.",
+        help="Images are resized (bilinear) to this square, then cropped at the top left to a multiple of the "
+        "patch size, as DINO's visualize_attention.py (default 480 x 480). Lower it for a smaller grid; raise it "
+        "for finer maps at more memory.",
     ),
     threshold: float | None = typer.Option(
         None,
         "--threshold",
         min=0.01,
         max=1.0,
-        help="Instead of raw maps, show the image inside the fewest patches holding this share of each head's "
-        "attention (DINO's figures: 0.6).",
+        help="Instead of raw maps, show the image inside the fewest patches holding more than this share of "
+        "each head's attention, by DINO's rule (its figures: 0.6).",
     ),
     device: str = EvalDeviceOption,
 ) -> None:
@@ -810,7 +836,18 @@ def eval_davis(
     ),
     topk: int = typer.Option(5, "--topk", min=1, help="Source patches each target patch averages (DINO: 5)."),
     short_side: int = typer.Option(
-        480, "--short-side", min=16, help="Frames are resized to this short side (DINO: 480); lower it to save memory."
+        480,
+        "--short-side",
+        min=16,
+        help="Frames are read as DINO reads them (OpenCV, bilinear): this short side, the long side rounded down "
+        "to a multiple of 64 (DINO: 480, so 854 x 480 -> 832 x 480); lower it to save memory.",
+    ),
+    void: str = typer.Option(
+        "background",
+        "--void",
+        help="Annotation pixels labelled 255: background counts them as background, as the DAVIS-2017 toolkit's "
+        "semi-supervised evaluation does (comparable with published J&F); ignore leaves them out of prediction "
+        "and truth (the toolkit's unsupervised rule; wtours' rule before; reads higher).",
     ),
     bound_th: float = typer.Option(
         0.008,
@@ -831,6 +868,7 @@ def eval_davis(
         neighbourhood=neighbourhood,
         topk=topk,
         short_side=short_side,
+        void=void,
     )
     summary = run_davis_for_encoder(
         encoder,

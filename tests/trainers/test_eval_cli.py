@@ -1,4 +1,4 @@
-"""`wtours eval linear|attention|davis` through the real CLI on tiny data."""
+"""`wtours eval linear|attention|davis|knn` through the real CLI on tiny data."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from test_eval_linear import write_image_folder, write_tiny_vit
 from typer.testing import CliRunner
 
 from wtours.cli import app
+from wtours.errors import WtoursError
 
 
 def test_eval_commands_write_their_results(tmp_path):
@@ -17,14 +18,20 @@ def test_eval_commands_write_their_results(tmp_path):
     weights = write_tiny_vit(tmp_path / "w.safetensors")
     write_image_folder(tmp_path / "train", 6, 0)
     write_image_folder(tmp_path / "val", 4, 1)
-    result = runner.invoke(app, [
-        "eval", "linear", str(weights), "--data", str(tmp_path), "-o", str(tmp_path / "l.json"),
-        "--n-last-blocks", "2", "--resize", "32", "--crop", "32", "--epochs", "3", "--num-workers", "0",
-        "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
-    ])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "l.json").read_text())
-    assert 0.0 <= report["top1"] <= report["top5"] <= 1.0
+    linear = ["eval", "linear", str(weights), "--data", str(tmp_path), "--n-last-blocks", "2", "--resize", "32",
+              "--crop", "32", "--epochs", "3", "--num-workers", "0", "--cache-dir", str(tmp_path / "cache"),
+              "--device", "cpu"]  # fmt: skip
+    for protocol in ("dino", "cached"):
+        result = runner.invoke(app, [*linear, "--protocol", protocol, "-o", str(tmp_path / f"{protocol}.json")])
+        assert result.exit_code == 0, result.output
+        report = json.loads((tmp_path / f"{protocol}.json").read_text())
+        assert 0.0 <= report["top1"] <= report["top5"] <= 1.0
+        assert report["protocol"] == protocol
+        # DINO's eval_linear.py defaults: lr 0.001 at a batch of 128, scaled by 128 / 256.
+        assert (report["config"]["lr"], report["config"]["batch_size"], report["scaled_lr"]) == (0.001, 128, 0.0005)
+    result = runner.invoke(app, [*linear, "--protocol", "fast"])
+    assert isinstance(result.exception, WtoursError) and "--protocol 'fast'" in str(result.exception)
+    assert "\n" not in str(result.exception)
 
     images = write_images(tmp_path / "imgs")
     result = runner.invoke(app, [
@@ -35,13 +42,15 @@ def test_eval_commands_write_their_results(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 0 and (tmp_path / "a.pdf").stat().st_size > 0
 
     write_synthetic_davis(tmp_path / "davis")
-    result = runner.invoke(app, [
-        "eval", "davis", str(weights), str(tmp_path / "davis"), "-o", str(tmp_path / "dout"),
-        "--short-side", "64", "--sequence", "squares", "--device", "cpu",
-    ])  # fmt: skip
+    davis = ["eval", "davis", str(weights), str(tmp_path / "davis"), "-o", str(tmp_path / "dout"),
+             "--short-side", "64", "--sequence", "squares", "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, davis)
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "dout" / "summary.json").read_text())
     assert 0.0 <= summary["JF_mean"] <= 1.0 and summary["sequences"] == 1
+    assert summary["config"]["void"] == "background"  # the DAVIS toolkit's semi-supervised rule by default
+    result = runner.invoke(app, [*davis, "--void", "skip"])
+    assert isinstance(result.exception, WtoursError) and "--void 'skip'" in str(result.exception)
 
 
 def test_eval_knn_untrained_writes_the_baseline_beside_the_run(tmp_path):
