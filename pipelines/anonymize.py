@@ -12,6 +12,7 @@ bundled ffmpeg (libx264), which writes it atomically into ``videos/.<id>-anon.pa
     00000.mp4 00000.json  a finished part (video only) and its record: frames, faces, size in bytes
     ...
     parts.txt             the list ffmpeg's concat demuxer joins, written once every part is there
+    .<id>-anon.mp4.*.tmp  the joined copy while it is written (a kill leaves it here, never in videos/)
 
 A killed run loses at most the part it was in; the next run redoes only the missing parts. When every
 part is there, ffmpeg's concat demuxer joins them by stream copy, adds the original's audio (copied), and
@@ -19,7 +20,9 @@ the result appears atomically as ``videos/<id>-anon.mp4`` with a sidecar like a 
 size, probe) plus ``derived_from`` and the settings used — so every later stage (analyze, curate,
 pretrain) takes it by its id. The parts folder is then removed. Frame ``i`` of the copy is frame ``i`` of
 the original, and a copy already made from the same source with the same settings is not made again.
-One run per video at a time.
+One run per video at a time: the run holds the lock of both ids (the one ``wtours fetch`` takes), and a
+second run is refused with the message fetch gives. A ``<id>-anon`` that is not this video's copy (a
+fetched video of that name, or one the manifest lists) is never overwritten.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import datetime as dt
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -106,20 +110,45 @@ def parts_dir(store: Store, video_id: str) -> Path:
 
 
 def anonymize_video(store: Store, video_id: str, settings: AnonymizeSettings = AnonymizeSettings(), *,
-                    show_progress: bool = True) -> AnonymizeResult:  # fmt: skip
+                    show_progress: bool = True, taken_ids: Collection[str] = ()) -> AnonymizeResult:  # fmt: skip
     """Write ``videos/<id>-anon.mp4`` with every detected face blurred, and its sidecar (atomically).
 
     Resumes from the parts an interrupted run finished; returns at once when the copy is already made
-    from the same source with the same settings.
+    from the same source with the same settings. ``taken_ids`` (the manifest's ids) are names the copy
+    may not take. Raises BusyError if another run is on this video.
     """
+    source = store.video_path(video_id)
+    if not source.is_file():
+        raise WtoursError(f"{video_id}: no video at {source}; run `wtours fetch --only {video_id}` first")
+    new_id = anonymized_id(video_id)
+    with store.lock(video_id, "anonymize"), store.lock(new_id, "anonymize"):
+        _check_target_is_ours(store, video_id, new_id, taken_ids)
+        store.clear_stale_temps(new_id)  # left in videos/ by a run of an older version killed while joining
+        return _anonymize_locked(store, video_id, new_id, settings, show_progress)
+
+
+def _check_target_is_ours(store: Store, video_id: str, new_id: str, taken_ids: Collection[str]) -> None:
+    """Refuse to write ``new_id`` when that name belongs to another video than ``video_id``'s copy."""
+    sidecar = store.sidecar(new_id)
+    if sidecar is not None and sidecar.get("derived_from") == video_id:
+        return  # an earlier copy of this video: remade or kept below
+    if new_id in taken_ids:
+        raise WtoursError(f"{video_id}: the manifest lists a video {new_id!r}, the name the anonymized copy would "
+                          f"take; rename that entry (ids ending in {ANONYMIZED_SUFFIX!r} are for copies)")  # fmt: skip
+    if sidecar is not None or store.video_path(new_id).exists():
+        source = (sidecar or {}).get("source") or {}
+        what = f" ({source.get('kind')}: {source.get('location')})" if source else ""
+        raise WtoursError(f"{video_id}: {store.video_path(new_id)} is another video{what}, not an anonymized copy "
+                          f"of {video_id}; move it away to anonymize {video_id}")  # fmt: skip
+
+
+def _anonymize_locked(store: Store, video_id: str, new_id: str, settings: AnonymizeSettings,
+                      show_progress: bool) -> AnonymizeResult:  # fmt: skip
     from wtours.pipelines.proxy import exact_frame_rate, source_identity
     from wtours.progress import console, make_progress
     from wtours.video import probe_video
 
     source = store.video_path(video_id)
-    if not source.is_file():
-        raise WtoursError(f"{video_id}: no video at {source}; run `wtours fetch --only {video_id}` first")
-    new_id = anonymized_id(video_id)
     folder = parts_dir(store, video_id)
     identity = source_identity(store, video_id)
     made = _made_copy(store, new_id, identity, settings)
@@ -149,7 +178,7 @@ def anonymize_video(store: Store, video_id: str, settings: AnonymizeSettings = A
                 records[index] = encoder.write(index, first, frames, blurrer, lambda: progress.advance(task))
 
     target = store.video_path(new_id)
-    with atomic_path(target) as tmp:
+    with atomic_path(target, staging=folder) as tmp:
         _join_parts(folder, len(segments), source if probe.has_audio else None, tmp, _mp4_timescale(rate))
         written, written_rate = probe_video(tmp), exact_frame_rate(tmp)
         if (written.frame_count, written_rate) != (probe.frame_count, rate):
@@ -158,7 +187,7 @@ def anonymize_video(store: Store, video_id: str, settings: AnonymizeSettings = A
                               f"remove {folder} to start over")  # fmt: skip
     result = AnonymizeResult(new_id, probe.frame_count, sum(record["frames_with_faces"] for record in records),
                              sum(record["faces"] for record in records))  # fmt: skip
-    _record(store, video_id, new_id, settings, identity, result)
+    _record(store, video_id, new_id, settings, identity, result, staging=folder)
     shutil.rmtree(folder)
     return result
 
@@ -330,7 +359,7 @@ def _last_words(errors: IO[bytes]) -> str:
 
 
 def _record(store: Store, video_id: str, new_id: str, settings: AnonymizeSettings, identity: dict[str, Any],
-            result: AnonymizeResult) -> None:  # fmt: skip
+            result: AnonymizeResult, staging: Path) -> None:  # fmt: skip
     """The copy's sidecar (shaped like a fetched video's), and a pointer to it in the original's."""
     import wtours
     from wtours.video import probe_video
@@ -351,8 +380,8 @@ def _record(store: Store, video_id: str, new_id: str, settings: AnonymizeSetting
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "wtours_version": wtours.__version__,
     }
-    atomic_write_json(store.sidecar_path(new_id), sidecar)
+    atomic_write_json(store.sidecar_path(new_id), sidecar, staging=staging)
     if original:
-        atomic_write_json(store.sidecar_path(video_id), {**original, "anonymized_copy": new_id})
+        atomic_write_json(store.sidecar_path(video_id), {**original, "anonymized_copy": new_id}, staging=staging)
 
 

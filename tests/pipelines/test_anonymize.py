@@ -253,7 +253,8 @@ def test_parts_made_with_other_settings_are_discarded(tmp_path: Path, make_video
     assert "walk: discarding 2 anonymized parts made with other settings" in capsys.readouterr().err
     assert len(calls) == result.frames == 9  # every frame blurred again, none taken from the old parts
     assert read_json(store.sidecar_path("walk-anon"))["anonymized"]["crf"] == 30
-    assert sorted(os.listdir(store.videos_dir)) == ["walk-anon.json", "walk-anon.mp4", "walk.mp4"]  # no leftovers
+    leftovers = sorted(name for name in os.listdir(store.videos_dir) if name != ".state")  # .state: the lock folder
+    assert leftovers == ["walk-anon.json", "walk-anon.mp4", "walk.mp4"]
 
 
 def test_parts_cover_every_frame_and_none_is_shorter_than_three_frames() -> None:
@@ -263,3 +264,79 @@ def test_parts_cover_every_frame_and_none_is_shorter_than_three_frames() -> None
     assert part_bounds(2, 3) == [(0, 2)]  # unless it is the whole video
     with pytest.raises(WtoursError, match="segment_frames must be >= 3"):
         AnonymizeSettings(segment_frames=2)
+
+
+def test_a_different_video_named_like_the_copy_is_never_overwritten(tmp_path: Path, make_video) -> None:
+    store = Store.at(tmp_path / "data")
+    store.videos_dir.mkdir(parents=True)
+    shutil.copy(make_video("walk.mp4", frames=9, width=64, height=48), store.video_path("walk"))
+    other = make_video("other.mp4", frames=5, width=64, height=48).read_bytes()
+    store.video_path("walk-anon").write_bytes(other)  # a fetched video that happens to be called walk-anon
+    store.sidecar_path("walk-anon").write_text(json.dumps({"source": {"kind": "url", "location": "http://x/y.mp4"},
+                                                           "size": len(other)}))  # fmt: skip
+    settings = AnonymizeSettings(detect_width=64, preset="veryfast")
+    with pytest.raises(WtoursError, match=r"walk-anon.mp4 is another video \(url: http://x/y.mp4\), not an "
+                                          r"anonymized copy of walk; move it away"):  # fmt: skip
+        anonymize_video(store, "walk", settings, show_progress=False)
+    assert store.video_path("walk-anon").read_bytes() == other and not parts_dir(store, "walk").exists()
+
+    store.video_path("walk-anon").unlink()
+    store.sidecar_path("walk-anon").unlink()
+    with pytest.raises(WtoursError, match="the manifest lists a video 'walk-anon', the name the anonymized copy"):
+        anonymize_video(store, "walk", settings, show_progress=False, taken_ids={"walk", "walk-anon"})
+    assert not store.video_path("walk-anon").exists()
+    anonymize_video(store, "walk", settings, show_progress=False)  # its own copy: made, and remade when stale
+    anonymize_video(store, "walk", replace(settings, crf=30), show_progress=False)
+    assert read_json(store.sidecar_path("walk-anon"))["derived_from"] == "walk"
+
+
+JOIN_CHILD = """
+import sys, time
+from pathlib import Path
+from wtours.pipelines import anonymize
+from wtours.store import Store
+
+root, signal = sys.argv[1], Path(sys.argv[2])
+join = anonymize._join_parts
+
+def join_then_stall(*args):
+    join(*args)
+    signal.touch()
+    time.sleep(600)  # killed here: the joined copy is written in full and not yet renamed
+
+anonymize._join_parts = join_then_stall
+settings = anonymize.AnonymizeSettings(detect_width=64, preset="veryfast", segment_frames=3)
+anonymize.anonymize_video(Store.at(root), "walk", settings, show_progress=False)
+"""
+
+
+def test_a_kill_while_joining_leaves_nothing_in_videos_and_the_next_run_finishes(tmp_path: Path, make_video) -> None:
+    source = make_video("walk.mp4", frames=9, width=64, height=48, audio=True)
+    settings = AnonymizeSettings(detect_width=64, preset="veryfast", segment_frames=3)
+    store = Store.at(tmp_path / "data")
+    store.videos_dir.mkdir(parents=True)
+    shutil.copy(source, store.video_path("walk"))
+    signal = tmp_path / "joined"
+    child = subprocess.Popen([sys.executable, "-c", JOIN_CHILD, str(store.root), str(signal)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not signal.exists():
+            assert child.poll() is None, child.stderr.read().decode()
+            assert time.monotonic() < deadline, "the child never reached the join"
+            time.sleep(0.05)
+    finally:
+        child.kill()  # SIGKILL: no clean-up runs
+        child.wait()
+        child.stderr.close()
+    joined = [path for path in parts_dir(store, "walk").iterdir() if path.name.startswith(".walk-anon.mp4.")]
+    assert len(joined) == 1 and joined[0].stat().st_size > 0, "the joined copy waits in the parts folder"
+    assert sorted(os.listdir(store.videos_dir)) == [".state", ".walk-anon.parts", "walk.mp4"]
+    (store.videos_dir / ".walk-anon.mp4.abcd1234.tmp").write_bytes(b"\0" * 1000)  # as an older version left them
+
+    resumed = anonymize_video(store, "walk", settings, show_progress=False)
+    assert sorted(os.listdir(store.videos_dir)) == [".state", "walk-anon.json", "walk-anon.mp4", "walk.mp4"]
+    fresh = Store.at(tmp_path / "fresh")
+    fresh.videos_dir.mkdir(parents=True)
+    shutil.copy(source, fresh.video_path("walk"))
+    assert anonymize_video(fresh, "walk", settings, show_progress=False) == resumed
+    assert store.video_path("walk-anon").read_bytes() == fresh.video_path("walk-anon").read_bytes()
