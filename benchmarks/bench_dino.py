@@ -118,7 +118,7 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     tiny = args.tiny or device.type == "cpu"
-    preset = "dino_tiny_cpu" if tiny else "dino_vits16"
+    preset = "dino_tiny_cpu" if tiny else "dino_vits16_vanilla"
     default_modes = "fp32" if device.type == "cpu" else ",".join(MODES)
     modes = (args.modes or default_modes).split(",")
     batch_size = args.batch_size or (8 if tiny else 64)

@@ -91,8 +91,8 @@ def test_hours_from_the_benchmarks_measured_output(tmp_path):
 
 def test_projection_puts_dino_at_the_published_rate():
     gpu_hours = load_script()
-    flops = {"dino_vits16": 100e9, "dora_vits16": 1000e9}
-    rate = gpu_hours.PUBLISHED_IMAGES_PER_GPU_S * flops["dino_vits16"]
+    flops = {"dino_vits16_wt": 100e9, "dora_vits16": 1000e9}
+    rate = gpu_hours.PUBLISHED_IMAGES_PER_GPU_S * flops["dino_vits16_wt"]
     rows = gpu_hours.estimate(gpu_hours.STUDY[:2], {p: (rate / f, "projected") for p, f in flops.items()}, flops)
     dino, dora = rows
     assert math.isclose(dino["per_gpu_s"], 1_281_167 * 100 / (1.75 * 86400 * 8))

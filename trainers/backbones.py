@@ -118,6 +118,14 @@ def with_pos_embed_resize(vit: nn.Module, rule: str) -> nn.Module:
     return vit
 
 
+def timm_vit_name(arch: str, patch_size: int) -> str:
+    """timm's registry name for a ViT size and patch size; timm registers no tiny/8, so that one is the
+    tiny/16 entry (to be given ``patch_size=8``), the same network."""
+    if arch == "vit_tiny" and patch_size != 16:
+        return "vit_tiny_patch16_224"
+    return f"{arch}_patch{patch_size}_224"
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """Everything timm needs to rebuild the encoder (a registry name plus keyword overrides) and the rule
@@ -138,11 +146,10 @@ class BackboneSpec:
             )
             if value is not None
         }
-        if config.arch == "vit_tiny" and config.patch_size == 8:
-            # timm registers no tiny/8; the tiny/16 entry with patch_size overridden is the same network.
-            overrides["patch_size"] = 8
-            return cls("vit_tiny_patch16_224", overrides, config.pos_embed_resize)
-        return cls(f"{config.arch}_patch{config.patch_size}_224", overrides, config.pos_embed_resize)
+        name = timm_vit_name(config.arch, config.patch_size)
+        if not name.endswith(f"patch{config.patch_size}_224"):
+            overrides["patch_size"] = config.patch_size
+        return cls(name, overrides, config.pos_embed_resize)
 
     def create(self, *, drop_path_rate: float = 0.0, dynamic_img_size: bool = True) -> nn.Module:
         """A randomly initialised encoder without classifier (``num_classes=0``): forward gives [CLS]; at

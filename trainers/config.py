@@ -96,7 +96,7 @@ class TrainConfig(Section):
 
 
 def preset_path(name_or_path: str | Path) -> Path:
-    """A shipped preset by name (``dino_vits16``) or any YAML file by path."""
+    """A shipped preset by name (``dino_vits16_wt``) or any YAML file by path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path

@@ -31,7 +31,7 @@ class HeadLossOptions(BaseModel):
     student_temp: float = Field(0.1, gt=0)
     teacher_temp: float = Field(0.04, gt=0)
     warmup_teacher_temp: float = Field(0.04, gt=0)
-    warmup_teacher_temp_epochs: float = Field(0, ge=0)
+    warmup_teacher_temp_epochs: int = Field(0, ge=0, description="epochs of linear teacher-temperature warm-up")
     center_momentum: float = Field(0.9, ge=0, le=1)
 
 
@@ -160,10 +160,13 @@ class SelfDistillation(Method):
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher.requires_grad_(False)
         self.register_buffer("center", torch.zeros(1, options.out_dim))
-        warmup_steps = round(options.warmup_teacher_temp_epochs * shape.steps_per_epoch)
+        # One value per epoch, as DINOLoss: the temperature changes at epoch boundaries only.
         self.teacher_temps = linear_warmup_then_constant(
-            options.warmup_teacher_temp, options.teacher_temp, shape.total_steps, warmup_steps
+            options.warmup_teacher_temp, options.teacher_temp, shape.epochs, options.warmup_teacher_temp_epochs
         )
+
+    def teacher_temp(self, step: StepState) -> float:
+        return float(self.teacher_temps[min(step.epoch, len(self.teacher_temps) - 1)])
 
 
 class Dino(SelfDistillation):
@@ -172,19 +175,12 @@ class Dino(SelfDistillation):
     ) -> None:
         super().__init__(spec, drop_path_rate, options, shape)
         self.options = options
-        global_jitter = dict(flip_p=0.5, jitter_p=0.8, grayscale_p=0.2)
+        # DINO's DataAugmentationDINO: RandomResizedCrop (bicubic), flip, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8,
+        # grayscale p 0.2 on every view; blur p 1.0 / 0.1 + solarize p 0.2 on the two globals, blur p 0.5 locally.
         self.view_specs = [
-            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=1.0, **global_jitter),
-            ViewSpec(
-                options.global_crops_size,
-                options.global_crops_scale,
-                blur_p=0.1,
-                solarize_p=0.2,
-                **global_jitter,
-            ),
-        ] + [
-            ViewSpec(options.local_crops_size, options.local_crops_scale, blur_p=0.5, **global_jitter)
-        ] * options.local_crops_number
+            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=1.0),
+            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=0.1, solarize_p=0.2),
+        ] + [ViewSpec(options.local_crops_size, options.local_crops_scale, blur_p=0.5)] * options.local_crops_number
 
     def train(self, mode: bool = True) -> Dino:
         super().train(mode)
@@ -202,7 +198,7 @@ class Dino(SelfDistillation):
         with torch.no_grad():
             teacher_logits = self.teacher(views[:2])
         student_logits = student(views)
-        teacher_temp = float(self.teacher_temps[min(step.step, len(self.teacher_temps) - 1)])
+        teacher_temp = self.teacher_temp(step)
         loss = dino_loss(
             student_logits,
             teacher_logits,

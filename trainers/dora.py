@@ -30,7 +30,15 @@ from wtours.trainers.config import TrainConfig
 from wtours.trainers.dino import HeadLossOptions, SelfDistillation, updated_center
 from wtours.trainers.methods import ScheduleShape, StepState
 from wtours.trainers.sinkhorn import sinkhorn_knopp
-from wtours.trainers.views import ViewSpec, crop_resize, photometric, random_resized_crop_boxes
+from wtours.trainers.views import (
+    ViewSpec,
+    apply_photometric,
+    apply_view,
+    draw_photometric,
+    draw_view_params,
+    random_resized_crop_boxes,
+    resized_crop,
+)
 
 
 class Options(HeadLossOptions):
@@ -82,37 +90,42 @@ class DiscoveredObjects:
 def clip_views(
     frames_uint8: torch.Tensor, options: Options, generator: torch.Generator
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """DoRA's views of uint8 clips [B, T, 3, H, W], as released: the global clips [B, T, 3, G, G] and the
-    local crops (``local_crops_number`` tensors [B*T, 3, L, L], frame t of clip b at b*T+t).
+    """DoRA's views of uint8 clips [B, T, 3, H, W], as the release's ``DataAugmentationDINO``: the global clips
+    [B, T, 3, G, G] and the local crops (``local_crops_number`` tensors [B*T, 3, L, L], frame t of clip b at
+    b*T+t).
 
-    1. One random resized crop (``clip_crop_*``) of the whole clip: the same box on every frame.
-    2. One global view (``global_crops_*``) cut from it, again the same box and flip on every frame; colour
-       jitter (p 0.8), grayscale (p 0.2) and blur (p 0.1) drawn per frame, no solarization.
-    3. ``local_crops_number`` local crops per frame, each cut independently from that frame of the clip
-       crop, with per-frame jitter, grayscale and blur (p 0.5); the release flips neither kind per frame.
+    1. ``RandomResizedCropVideo(clip_crop_size, clip_crop_scale)``: one box per clip, the same on every frame,
+       bilinear without antialias (torchvision's ``_transforms_video``).
+    2. ``RandomResizedCropVideo(global_crops_size, global_crops_scale)`` of that, again one box per clip, and
+       ``RandomHorizontalFlipVideo``; then per frame colour jitter (p 0.8), grayscale (p 0.2) and blur (p 0.1);
+       no solarization.
+    3. ``local_crops_number`` local crops per frame, each an independent ``RandomResizedCrop`` (bicubic) of
+       that frame of the clip crop, with per-frame jitter, grayscale and blur (p 0.5); the release flips no
+       local crop (its flip is commented out).
     """
     n_clips, n_frames = frames_uint8.shape[:2]
     images = frames_uint8.flatten(0, 1).float().div_(255)
     height, width = images.shape[-2:]
 
-    def per_clip(boxes: torch.Tensor) -> torch.Tensor:
-        return boxes.repeat_interleave(n_frames, dim=0)
+    def per_clip(values: torch.Tensor) -> torch.Tensor:
+        return values.repeat_interleave(n_frames, dim=0)
 
-    clip_boxes = random_resized_crop_boxes(n_clips, height, width, options.clip_crop_scale, generator)
-    clip_crops = crop_resize(images, per_clip(clip_boxes), options.clip_crop_size)
     side = options.clip_crop_size
+    clip_boxes = random_resized_crop_boxes(n_clips, height, width, options.clip_crop_scale, generator)
+    clip_crops = resized_crop(images, per_clip(clip_boxes), side, "bilinear")
     global_boxes = random_resized_crop_boxes(n_clips, side, side, options.global_crops_scale, generator)
-    global_views = crop_resize(clip_crops, per_clip(global_boxes), options.global_crops_size)
-    flip = per_clip(torch.rand(n_clips, generator=generator) < 0.5).to(global_views.device)
-    global_views = torch.where(flip.view(-1, 1, 1, 1), global_views.flip(-1), global_views)
-    global_spec = ViewSpec(options.global_crops_size, options.global_crops_scale, flip_p=0.0, blur_p=0.1)
-    global_views = photometric(global_views, global_spec, generator)
+    global_views = resized_crop(clip_crops, per_clip(global_boxes), options.global_crops_size, "bilinear")
+    clip_flip = torch.rand(n_clips, generator=generator, dtype=torch.float64) < 0.5
+    global_spec = ViewSpec(options.global_crops_size, flip_p=0.0, blur_p=0.1)
+    photometric = draw_photometric(len(global_views), global_spec, generator)
+    photometric.flip = per_clip(clip_flip)
+    global_views = apply_photometric(global_views, photometric)
 
     local_spec = ViewSpec(options.local_crops_size, options.local_crops_scale, flip_p=0.0, blur_p=0.5)
     local_crops = []
     for _ in range(options.local_crops_number):
-        boxes = random_resized_crop_boxes(len(clip_crops), side, side, options.local_crops_scale, generator)
-        local_crops.append(photometric(crop_resize(clip_crops, boxes, options.local_crops_size), local_spec, generator))
+        params = draw_view_params(len(clip_crops), side, side, local_spec, generator)
+        local_crops.append(apply_view(clip_crops, params, local_spec))
     return global_views.unflatten(0, (n_clips, n_frames)), local_crops
 
 
@@ -289,7 +302,7 @@ class Dora(SelfDistillation):
         out_dim = student_logits.shape[-1]
         masked_logits = student_logits[:n_masked].view(-1, n_clips, n_frames, out_dim).transpose(1, 2)
         local_logits = student_logits[n_masked:].view(-1, n_clips, n_frames, out_dim).permute(2, 0, 1, 3)
-        teacher_temp = float(self.teacher_temps[min(step.step, len(self.teacher_temps) - 1)])
+        teacher_temp = self.teacher_temp(step)
         loss = dora_loss(
             teacher_logits.view(n_clips, n_frames, out_dim).transpose(0, 1),
             masked_logits,

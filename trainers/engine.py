@@ -72,13 +72,16 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
 
 
-def param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on weight matrices only, never on biases and norm parameters."""
+def param_groups(model: nn.Module, no_decay: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """AdamW groups as DINO's ``get_params_groups`` and VideoMAE's ``get_parameter_groups``: weight decay on
+    weight matrices only, never on biases, 1-D parameters (norms) or the named ``no_decay`` parameters (e.g.
+    VideoMAE's mask token)."""
     decayed, plain = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (plain if name.endswith(".bias") or param.ndim <= 1 else decayed).append(param)
+        exempt = name.endswith(".bias") or param.ndim <= 1 or name in no_decay
+        (plain if exempt else decayed).append(param)
     return [{"params": decayed, "decay": True}, {"params": plain, "decay": False}]
 
 
@@ -239,14 +242,16 @@ def _train(
     method: Method = module.build(config, module.Options.model_validate(config.method_options), shape).to(
         device
     )
-    optimizer = torch.optim.AdamW(param_groups(method.student), lr=0.0, betas=optim.betas)
+    optimizer = torch.optim.AdamW(param_groups(method.student, method.no_weight_decay()), lr=0.0, betas=optim.betas)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     freeze_last_layer_steps = round(optim.freeze_last_layer * steps_per_epoch)
 
     samples_per_step = optim.batch_size * process.world_size
+    # The linear scaling rule: lr (and, for methods that scale it too, min_lr) is given at a batch of 256.
+    batch_scale = method.lr_batch_size(samples_per_step, config.data.frames_per_clip) / 256
     lr_schedule = cosine_schedule(
-        optim.lr * method.lr_batch_size(samples_per_step, config.data.frames_per_clip) / 256,
-        optim.min_lr,
+        optim.lr * batch_scale,
+        optim.min_lr * (batch_scale if method.scales_min_lr else 1.0),
         total_steps,
         round(optim.warmup_epochs * steps_per_epoch),
     )

@@ -10,9 +10,12 @@ from wtours.errors import WtoursError
 from wtours.progress import console
 from wtours.trainers.config import TrainConfig, config_to_tree, load_config, preset_path
 
+# What `wtours pretrain --method M` trains without --preset: each method as the Walking Tours paper compares it.
+DEFAULT_PRESETS = {"dino": "dino_vits16_wt", "dora": "dora_vits16", "videomae": "videomae_vits16"}
+
 
 def resolve_config(method: str | None, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """The preset (default: the method's paper recipe, ``<method>_vits16``) with overrides applied.
+    """The preset (default: the method's recipe in the Walking Tours paper, `DEFAULT_PRESETS`) with overrides.
 
     ``method`` must agree with the preset's own ``method:`` when both are given.
     """
@@ -23,7 +26,7 @@ def resolve_config(method: str | None, preset: str | None, overrides: dict[str, 
     if method is not None and method not in METHODS:
         raise WtoursError(f"unknown method {method!r} (available: {', '.join(sorted(METHODS))})")
     if preset is None:
-        preset = f"{method or 'dino'}_vits16"
+        preset = DEFAULT_PRESETS[method or "dino"]
     declared = (yaml.safe_load(preset_path(preset).read_text(encoding="utf-8")) or {}).get("method", "dino")
     if method is not None and method != declared:
         raise WtoursError(f"preset {preset!r} is for method {declared!r}, not {method!r}")

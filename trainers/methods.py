@@ -67,6 +67,8 @@ class Method(nn.Module):
 
     student: nn.Module
     teacher: nn.Module | None
+    # VideoMAE scales min_lr by batch / 256 like lr; DINO and DoRA keep min_lr as given.
+    scales_min_lr: bool = False
 
     def views(self, batch: dict[str, Any], generator: torch.Generator) -> Any:
         """Turn a loader batch (``frames``: uint8 [B, T, 3, H, W] on the device) into model inputs."""
@@ -88,6 +90,11 @@ class Method(nn.Module):
         teacher_params = list(self.teacher.parameters())
         torch._foreach_mul_(teacher_params, momentum)
         torch._foreach_add_(teacher_params, student_params, alpha=1 - momentum)
+
+    def no_weight_decay(self) -> frozenset[str]:
+        """Names of student parameters (as ``named_parameters`` gives them) exempt from weight decay besides
+        biases and 1-D parameters, which never decay."""
+        return frozenset()
 
     def lr_batch_size(self, clips_per_step: int, frames_per_clip: int) -> int:
         """The batch size that ``optim.lr`` (given per 256) scales with: clips by default (DoRA counts

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from wtours.errors import WtoursError
-from wtours.trainers.backbones import BackboneSpec
+from wtours.trainers.backbones import BackboneSpec, sinusoid_table, timm_vit_name
 from wtours.trainers.config import BackboneConfig, TrainConfig
 from wtours.trainers.methods import Method, ScheduleShape, StepState
-from wtours.trainers.views import crop_resize, normalize
+from wtours.trainers.views import normalize, resized_crop
 
 # (width, depth, heads) of the standard ViT sizes; BackboneConfig's overrides replace any of them.
 VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12)}
@@ -48,7 +48,17 @@ class Options(BaseModel):
         (1.0, 0.875, 0.75, 0.66), description="crop sides as fractions of the clip's short side (multi-scale crop)"
     )
     max_aspect_distortion: int = Field(1, ge=0, description="how many scale steps width and height may differ")
-    flip_p: float = Field(0.5, ge=0, le=1)
+    crop_offsets: Literal["grid", "uniform"] = Field(
+        "grid",
+        description="where a crop may sit: 'grid' = the official 13 fixed offsets (corners, centre, edge "
+        "centres, quarter points), 'uniform' = anywhere",
+    )
+    flip_p: float = Field(0.0, ge=0, le=1, description="horizontal flip per clip; the paper's pre-training uses none")
+    position_embedding: Literal["1d", "3d"] = Field(
+        "1d",
+        description="'1d' = the paper's one sinusoid over the flattened (t, h, w) token index; '3d' = a "
+        "factorised space-time sinusoid (a wtours variant)",
+    )
     decoder_dim: int = Field(192, ge=8, description="192 with ViT-S, 384 with ViT-B")
     decoder_depth: int = Field(4, ge=1)
     decoder_num_heads: int = Field(3, ge=1)
@@ -67,9 +77,15 @@ class Options(BaseModel):
 
 
 def masked_per_frame(patches_per_frame: int, mask_ratio: float) -> int:
-    """How many of a frame's patches a tube mask hides: the nearest count to the ratio, keeping at least
-    one patch visible and one hidden."""
-    return min(max(round(mask_ratio * patches_per_frame), 1), patches_per_frame - 1)
+    """How many of a frame's patches a tube mask hides: ``int(mask_ratio * patches)``, as the official
+    ``TubeMaskingGenerator`` (176 of 196 at 0.9; 57 of 64 at 0.9 on an 8 x 8 grid)."""
+    hidden = int(mask_ratio * patches_per_frame)
+    if not 0 < hidden < patches_per_frame:
+        raise WtoursError(
+            f"videomae.mask_ratio={mask_ratio} hides {hidden} of {patches_per_frame} patches per frame: "
+            "at least one must be hidden and one visible"
+        )
+    return hidden
 
 
 def tube_mask(
@@ -137,6 +153,17 @@ def masked_reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor, m
     return (prediction[mask].float() - target[mask].float()).pow(2).mean()
 
 
+def sinusoid_position_embedding(grid: tuple[int, int, int], dim: int, kind: str = "1d") -> torch.Tensor:
+    """Fixed [tokens, dim] embedding of a (time, rows, columns) token grid in (time, row, column) order.
+
+    ``1d`` (the paper): VideoMAE's ``get_sinusoid_encoding_table`` over the flattened token index — channel j of
+    token p is sin or cos (even / odd j) of p / 10000^(2 (j // 2) / dim). ``3d``: `factorised_position_embedding`.
+    """
+    if kind == "1d":
+        return sinusoid_table(math.prod(grid), dim)
+    return factorised_position_embedding(grid, dim)
+
+
 def _sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer sinusoids of ``positions`` [n]: [n, dim] = [sin(p w_k)..., cos(p w_k)...], w_k = 1e4^(-2k/dim)."""
     frequencies = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
@@ -144,8 +171,8 @@ def _sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-def sinusoid_position_embedding(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
-    """Fixed [tokens, dim] embedding of a (time, rows, columns) token grid in (time, row, column) order.
+def factorised_position_embedding(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
+    """A wtours variant (``position_embedding: 3d``) of the fixed [tokens, dim] embedding.
 
     Factorised: a third of the channels (rounded to even) encodes the row, a third the column, the rest the
     time step. Unlike one sinusoid over the flattened index, this keeps the spatial layout, so the embedding
@@ -189,8 +216,7 @@ class TubeletEmbed(nn.Module):
         super().__init__()
         self.tubelet_size, self.patch_size = tubelet_size, patch_size
         size = (tubelet_size, patch_size, patch_size)
-        self.proj = nn.Conv3d(3, dim, kernel_size=size, stride=size)
-        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))  # as a linear layer on flattened tubelets
+        self.proj = nn.Conv3d(3, dim, kernel_size=size, stride=size)  # PyTorch's default init, as official
 
     def forward(self, clips: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """[B, 3, T, H, W] -> tokens [B, T/t * H/p * W/p, dim] and the token grid (time, rows, columns)."""
@@ -202,10 +228,18 @@ class VideoMAEEncoder(nn.Module):
     """A ViT over tubelet tokens with fixed space-time position embeddings and no [CLS] token."""
 
     def __init__(
-        self, dim: int, depth: int, num_heads: int, tubelet_size: int, patch_size: int, drop_path_rate: float = 0.0
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        tubelet_size: int,
+        patch_size: int,
+        drop_path_rate: float = 0.0,
+        position_embedding: str = "1d",
     ) -> None:
         super().__init__()
         self.dim = dim
+        self.position_embedding = position_embedding
         self.patch_embed = TubeletEmbed(dim, tubelet_size, patch_size)
         self.blocks = _blocks(dim, depth, num_heads, drop_path_rate)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -216,7 +250,7 @@ class VideoMAEEncoder(nn.Module):
     ) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """Normed tokens [B, visible (or all), dim] of clips [B, 3, T, H, W], and the full token grid."""
         x, grid = self.patch_embed(clips)
-        x = x + sinusoid_position_embedding(grid, self.dim).to(x.device, x.dtype)
+        x = x + sinusoid_position_embedding(grid, self.dim, self.position_embedding).to(x.device, x.dtype)
         if visible_index is not None:
             x = x.gather(1, visible_index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         for block in self.blocks:
@@ -227,16 +261,22 @@ class VideoMAEEncoder(nn.Module):
 class VideoMAEDecoder(nn.Module):
     """Visible tokens + a shared mask token at every hidden position -> pixel predictions for every token."""
 
-    def __init__(self, encoder_dim: int, dim: int, depth: int, num_heads: int, out_dim: int) -> None:
+    def __init__(
+        self, encoder_dim: int, dim: int, depth: int, num_heads: int, out_dim: int, position_embedding: str = "1d"
+    ) -> None:
         super().__init__()
         self.dim = dim
+        self.position_embedding = position_embedding
         self.embed = nn.Linear(encoder_dim, dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.blocks = _blocks(dim, depth, num_heads, 0.0)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, out_dim)
         self.apply(_init_weights)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        # As the official model: the encoder-to-decoder projection keeps PyTorch's default init (the official
+        # xavier init is applied inside the decoder only), the mask token is truncated at one std.
+        self.embed.reset_parameters()
+        nn.init.trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
 
     def forward(
         self, visible_tokens: torch.Tensor, visible_index: torch.Tensor, grid: tuple[int, int, int]
@@ -245,7 +285,7 @@ class VideoMAEDecoder(nn.Module):
         batch, tokens = len(x), math.prod(grid)
         full = self.mask_token.to(x.dtype).expand(batch, tokens, self.dim)
         full = full.scatter(1, visible_index.unsqueeze(-1).expand(-1, -1, self.dim), x)
-        x = full + sinusoid_position_embedding(grid, self.dim).to(x.device, x.dtype)
+        x = full + sinusoid_position_embedding(grid, self.dim, self.position_embedding).to(x.device, x.dtype)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
@@ -270,7 +310,8 @@ class VideoMAENetwork(nn.Module):
 
 def image_encoder_spec(encoder: VideoMAEEncoder, image_size: int, arch: str = "vit_base") -> BackboneSpec:
     """The timm ViT that `image_encoder` fills: mean-pooled normed tokens, no [CLS], no classifier. ``arch``
-    only names it (``vit_small_patch16_224``); the keyword arguments set every dimension."""
+    and the patch size name it (``vit_small_patch16_224``); the keyword arguments set every dimension. At other
+    image sizes its position table is VideoMAE's sinusoid of the new grid (``1d``) or timm's resample (``3d``)."""
     patch_size = encoder.patch_embed.patch_size
     first = encoder.blocks[0]
     kwargs = {
@@ -283,7 +324,8 @@ def image_encoder_spec(encoder: VideoMAEEncoder, image_size: int, arch: str = "v
         "global_pool": "avg",
         "fc_norm": False,
     }
-    return BackboneSpec(f"{arch}_patch16_224", kwargs)
+    rule = "sinusoid" if encoder.position_embedding == "1d" else "timm"
+    return BackboneSpec(timm_vit_name(arch, patch_size), kwargs, rule)
 
 
 @torch.no_grad()
@@ -299,7 +341,7 @@ def image_encoder(encoder: VideoMAEEncoder, image_size: int, arch: str = "vit_ba
     state = {
         "patch_embed.proj.weight": encoder.patch_embed.proj.weight.sum(dim=2),
         "patch_embed.proj.bias": encoder.patch_embed.proj.bias,
-        "pos_embed": sinusoid_position_embedding(grid, encoder.dim).unsqueeze(0),
+        "pos_embed": sinusoid_position_embedding(grid, encoder.dim, encoder.position_embedding).unsqueeze(0),
         **{f"blocks.{name}": value for name, value in encoder.blocks.state_dict().items()},
         **{f"norm.{name}": value for name, value in encoder.norm.state_dict().items()},
     }
@@ -318,29 +360,41 @@ def multi_scale_crop_boxes(
     scales: tuple[float, ...],
     max_aspect_distortion: int,
     generator: torch.Generator,
+    *,
+    output_size: int = 224,
+    offsets: str = "grid",
 ) -> torch.Tensor:
-    """TSN's multi-scale crop (as VideoMAE trains): width and height are each a listed fraction of the short
-    side, at most ``max_aspect_distortion`` list steps apart; the box sits anywhere. [n, 4] (x0, y0, x1, y1)."""
-    sides = [round(min(height, width) * scale) for scale in scales]
-    pairs = [
-        (w, h)
-        for i, w in enumerate(sides)
-        for j, h in enumerate(sides)
-        if abs(i - j) <= max_aspect_distortion
-    ]
+    """TSN's ``GroupMultiScaleCrop`` as VideoMAE pre-trains with it: [n, 4] boxes (top, left, height, width).
+
+    Crop sides are ``int(short side * scale)`` for each listed scale, a side within 3 px of ``output_size``
+    snapped to it; a (width, height) pair is drawn uniformly among those at most ``max_aspect_distortion`` list
+    steps apart; the box sits on one of 13 fixed offsets drawn uniformly (the corners, the centre, the edge
+    centres and the four quarter points, steps of (free space) // 4: ``fill_fix_offset`` with
+    ``more_fix_crop``), or anywhere with ``offsets="uniform"``.
+    """
+    sides = [int(min(height, width) * scale) for scale in scales]
+    sides = [output_size if abs(side - output_size) < 3 else side for side in sides]
+    pairs = [(w, h) for i, h in enumerate(sides) for j, w in enumerate(sides) if abs(i - j) <= max_aspect_distortion]
     choice = torch.randint(len(pairs), (n,), generator=generator)
-    size = torch.tensor(pairs, dtype=torch.float64)[choice]
+    size = torch.tensor(pairs, dtype=torch.long)[choice]
     crop_w, crop_h = size[:, 0], size[:, 1]
-    x0 = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (width - crop_w + 1))
-    y0 = torch.floor(torch.rand(n, generator=generator, dtype=torch.float64) * (height - crop_h + 1))
-    return torch.stack([x0, y0, x0 + crop_w, y0 + crop_h], dim=1).float()
+    if offsets == "uniform":
+        left = (torch.rand(n, generator=generator, dtype=torch.float64) * (width - crop_w + 1)).floor().long()
+        top = (torch.rand(n, generator=generator, dtype=torch.float64) * (height - crop_h + 1)).floor().long()
+    else:
+        grid = torch.tensor(
+            [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
+        )
+        position = grid[torch.randint(len(grid), (n,), generator=generator)]
+        left = position[:, 0] * torch.div(width - crop_w, 4, rounding_mode="floor")
+        top = position[:, 1] * torch.div(height - crop_h, 4, rounding_mode="floor")
+    return torch.stack([top, left, crop_h, crop_w], dim=1)
 
 
 def center_crop_box(height: int, width: int) -> torch.Tensor:
-    """The central square of the short side: [1, 4] (evaluation and reconstruction)."""
+    """The central square of the short side: [1, 4] (top, left, height, width) (evaluation, reconstruction)."""
     side = min(height, width)
-    x0, y0 = (width - side) // 2, (height - side) // 2
-    return torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32)
+    return torch.tensor([[(height - side) // 2, (width - side) // 2, side, side]])
 
 
 @dataclass
@@ -354,6 +408,8 @@ class MaskedClips:
 
 
 class VideoMAE(Method):
+    scales_min_lr = True  # the official script scales lr, min_lr and warmup_lr by batch / 256
+
     def __init__(
         self, backbone: BackboneConfig, options: Options, frames_per_clip: int, drop_path_rate: float
     ) -> None:
@@ -370,6 +426,8 @@ class VideoMAE(Method):
             raise WtoursError(
                 f"videomae.crop_size={options.crop_size} is not a multiple of backbone.patch_size={self.patch_size}"
             )
+        patches_per_frame = (options.crop_size // self.patch_size) ** 2
+        masked_per_frame(patches_per_frame, options.mask_ratio)  # a ratio that hides none or all is an error now
         default_dim, default_depth, default_heads = VIT_SIZES[backbone.arch]
         encoder = VideoMAEEncoder(
             backbone.embed_dim or default_dim,
@@ -378,10 +436,16 @@ class VideoMAE(Method):
             options.tubelet_size,
             self.patch_size,
             drop_path_rate,
+            options.position_embedding,
         )
         pixels_per_token = options.tubelet_size * self.patch_size**2 * 3
         decoder = VideoMAEDecoder(
-            encoder.dim, options.decoder_dim, options.decoder_depth, options.decoder_num_heads, pixels_per_token
+            encoder.dim,
+            options.decoder_dim,
+            options.decoder_depth,
+            options.decoder_num_heads,
+            pixels_per_token,
+            options.position_embedding,
         )
         self.student = VideoMAENetwork(encoder, decoder)
         self.teacher = None
@@ -399,23 +463,31 @@ class VideoMAE(Method):
         return MaskedClips(clips, mask, visible_indices(mask), targets)
 
     def views(self, batch: dict[str, Any], generator: torch.Generator) -> MaskedClips:
-        """One multi-scale crop and flip per clip (the same for all its frames), then a tube mask per clip."""
+        """One multi-scale crop per clip (the same box for all its frames, resized bilinearly with antialias as
+        PIL does), an optional flip (off in the paper's recipe), then a tube mask per clip."""
         frames = batch["frames"]  # uint8 [B, T, 3, H, W]
         batch_size, time, _, height, width = frames.shape
         images = frames.flatten(0, 1).float().div_(255)
+        options = self.options
         boxes = multi_scale_crop_boxes(
-            batch_size, height, width, self.options.crop_scales, self.options.max_aspect_distortion, generator
-        )
-        crops = crop_resize(images, boxes.repeat_interleave(time, dim=0), self.options.crop_size)
-        flip = (torch.rand(batch_size, generator=generator) < self.options.flip_p).to(crops.device)
-        crops = torch.where(flip.repeat_interleave(time).view(-1, 1, 1, 1), crops.flip(-1), crops)
-        return self.prepare(crops.clamp(0, 1).view(batch_size, time, *crops.shape[1:]), generator)
+            batch_size, height, width, options.crop_scales, options.max_aspect_distortion, generator,
+            output_size=options.crop_size, offsets=options.crop_offsets,
+        )  # fmt: skip
+        crops = resized_crop(images, boxes.repeat_interleave(time, dim=0), options.crop_size, "bilinear_aa")
+        if options.flip_p > 0:
+            flip = (torch.rand(batch_size, generator=generator) < options.flip_p).to(crops.device)
+            crops = torch.where(flip.repeat_interleave(time).view(-1, 1, 1, 1), crops.flip(-1), crops)
+        return self.prepare(crops.view(batch_size, time, *crops.shape[1:]), generator)
 
     def training_step(
         self, views: MaskedClips, step: StepState, student: nn.Module
     ) -> tuple[torch.Tensor, dict[str, float]]:
         prediction = student(views.clips, views.visible_index)
         return masked_reconstruction_loss(prediction, views.targets, views.mask), {}
+
+    def no_weight_decay(self) -> frozenset[str]:
+        """As the official ``no_weight_decay``: no decay on the mask token (the position tables are fixed)."""
+        return frozenset({"decoder.mask_token"})
 
     def encoder(self) -> nn.Module:
         """The encoder as an image encoder (see `image_encoder`), on CPU in float32."""
@@ -435,8 +507,8 @@ def pixels_from_clip(frames: torch.Tensor, crop_size: int) -> torch.Tensor:
     """The deterministic view of uint8 clips [B, T, 3, H, W]: the central square, resized; [B, T, 3, S, S]."""
     batch, time, _, height, width = frames.shape
     box = center_crop_box(height, width).expand(batch * time, 4)
-    crops = crop_resize(frames.flatten(0, 1).float().div_(255), box, crop_size)
-    return crops.clamp(0, 1).view(batch, time, *crops.shape[1:])
+    crops = resized_crop(frames.flatten(0, 1).float().div_(255), box, crop_size, "bilinear_aa")
+    return crops.view(batch, time, *crops.shape[1:])
 
 
 def reconstruct(method: VideoMAE, pixels: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:

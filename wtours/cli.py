@@ -452,8 +452,10 @@ def pretrain(
         None,
         "--preset",
         "-p",
-        help="Shipped preset name (dino_vits16 = the paper's ViT-S/16 recipe, dino_tiny_cpu = seconds on a "
-        "CPU) or a path to your own YAML. Default: <method>_vits16.",
+        help="Shipped preset name or a path to your own YAML. Default: the method as the Walking Tours paper "
+        "ran it (dino_vits16_wt, dora_vits16, videomae_vits16). Also: dino_vits16_vanilla / dino_vits16_boost "
+        "(DINO's own README commands), videomae_vitb16, *_tiny_cpu (seconds on a CPU), *_study_cpu (the CPU "
+        "study). Each preset's header names the official command it reproduces.",
         show_default=False,
     ),
     name: str | None = typer.Option(

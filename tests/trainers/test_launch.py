@@ -15,9 +15,9 @@ def test_show_config_applies_options_and_overrides() -> None:
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 0, result.output
     config = yaml.safe_load(result.stdout)
-    assert config["run"]["name"] == "dino-vits16"  # the method's paper preset by default
+    assert config["run"]["name"] == "dino-vits16-wt"  # the method as the Walking Tours paper ran it, by default
     assert config["optim"]["epochs"] == 3 and config["dino"]["out_dim"] == 128
-    assert config["dino"]["local_crops_number"] == 8 and config["optim"]["lr"] == 5e-4
+    assert config["dino"]["local_crops_number"] == 6 and config["optim"]["min_lr"] == 1e-5  # as the DoRA release
 
 
 @pytest.mark.parametrize(

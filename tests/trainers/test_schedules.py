@@ -11,26 +11,45 @@ from wtours.trainers.methods import Method
 from wtours.trainers.schedules import cosine_schedule, linear_warmup_then_constant
 
 
-def test_cosine_with_warmup() -> None:
-    values = cosine_schedule(1.0, 0.1, total_steps=12, warmup_steps=2)
-    assert len(values) == 12
-    assert values[0] == 0.0 and values[1] == pytest.approx(0.5)
-    assert values[2] == pytest.approx(1.0)  # peak right after the warm-up
-    assert values[-1] == pytest.approx(0.1)  # ends at the final value
-    middle = 2 + (10 - 1) / 2  # halfway through the cosine part
-    assert np.interp(middle, np.arange(12), values) == pytest.approx(0.55, abs=0.02)
-    assert np.all(np.diff(values[2:]) <= 0)
+def official_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0):
+    """facebookresearch/dino utils.py `cosine_scheduler` (Apache-2.0), transcribed."""
+    warmup_schedule = np.array([])
+    warmup_iters = warmup_epochs * niter_per_ep
+    if warmup_epochs > 0:
+        warmup_schedule = np.linspace(start_warmup_value, base_value, warmup_iters)
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    schedule = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / len(iters)))
+    schedule = np.concatenate((warmup_schedule, schedule))
+    assert len(schedule) == epochs * niter_per_ep
+    return schedule
 
 
-def test_momentum_schedule_rises_to_one() -> None:
+@pytest.mark.parametrize(
+    ("base", "final", "epochs", "per_epoch", "warmup"),
+    [(5e-4 * 2, 1e-6, 100, 10, 10), (0.04, 0.4, 3, 10, 0), (0.996, 1.0, 1, 10, 0), (1.0, 0.1, 5, 3, 2)],
+)
+def test_cosine_schedule_equals_dinos_cosine_scheduler(base, final, epochs, per_epoch, warmup) -> None:
+    ours = cosine_schedule(base, final, epochs * per_epoch, warmup * per_epoch)
+    assert np.array_equal(ours, official_cosine_scheduler(base, final, epochs, per_epoch, warmup))
+
+
+def test_warmup_ends_on_the_peak_and_the_cosine_stops_short_of_the_end_value() -> None:
+    values = cosine_schedule(1.0, 0.0, total_steps=10, warmup_steps=4)
+    assert values[3] == 1.0 and values[4] == 1.0  # the warm-up's last step is the peak, as DINO's linspace
+    assert values[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 5 / 6)))  # > 0: i / n never reaches 1
+
+
+def test_momentum_schedule_rises_towards_one() -> None:
     values = cosine_schedule(0.996, 1.0, total_steps=100)
-    assert values[0] == pytest.approx(0.996) and values[-1] == pytest.approx(1.0)
+    assert values[0] == pytest.approx(0.996) and 0.9999 < values[-1] < 1.0
     assert np.all(np.diff(values) >= 0)
 
 
-def test_teacher_temperature_warmup() -> None:
-    values = linear_warmup_then_constant(0.04, 0.07, total_steps=10, warmup_steps=4)
-    assert list(np.round(values, 4)) == [0.04, 0.05, 0.06, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07, 0.07]
+def test_teacher_temperature_is_per_epoch_as_dino() -> None:
+    official = np.concatenate((np.linspace(0.04, 0.07, 30), np.ones(300 - 30) * 0.07))  # DINOLoss.__init__
+    assert np.array_equal(linear_warmup_then_constant(0.04, 0.07, total=300, warmup=30), official)
+    # A run shorter than the warm-up keeps the official values of its epochs.
+    assert np.array_equal(linear_warmup_then_constant(0.04, 0.07, total=2, warmup=30), official[:2])
 
 
 def test_teacher_update_is_an_ema() -> None:

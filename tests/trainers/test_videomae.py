@@ -63,9 +63,15 @@ def sample_clips(sample_video: Path):
 # --- masks ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ratio, patches, expected", [(0.9, 196, 176), (0.75, 16, 12), (0.9, 16, 14), (0.99, 4, 3)])
-def test_masked_count_is_the_nearest_to_the_ratio(ratio: float, patches: int, expected: int) -> None:
-    assert masked_per_frame(patches, ratio) == expected
+@pytest.mark.parametrize("ratio, patches, expected", [(0.9, 196, 176), (0.75, 16, 12), (0.9, 64, 57), (0.9, 16, 14)])
+def test_masked_count_is_int_of_ratio_times_patches_as_the_paper(ratio: float, patches: int, expected: int) -> None:
+    # TubeMaskingGenerator: int(mask_ratio * patches per frame), a floor (57 of 64 at 0.9, where rounding says 58).
+    assert masked_per_frame(patches, ratio) == expected == int(ratio * patches)
+
+
+def test_a_ratio_that_hides_nothing_is_an_error() -> None:
+    with pytest.raises(WtoursError, match="at least one must be hidden"):
+        masked_per_frame(4, 0.2)
 
 
 def test_tube_mask_count_is_exact_per_sample_and_identical_across_time() -> None:
@@ -94,12 +100,67 @@ def test_views_mask_every_clip_exactly_and_repeat_for_the_same_generator_seed() 
     assert not torch.equal(first.mask, other.mask)
 
 
-def test_views_crop_and_flip_whole_clips() -> None:
-    # Every frame of a clip identical -> every cropped frame identical (one box and one flip per clip).
+def test_views_crop_whole_clips_and_never_flip_in_the_paper_recipe() -> None:
+    # Every frame of a clip identical -> every cropped frame identical (one box per clip).
     method = tiny_method()
     image = torch.randint(0, 256, (3, 1, 3, 40, 71), dtype=torch.uint8)
     views = method.views({"frames": image.expand(3, T, 3, 40, 71).contiguous()}, torch.Generator().manual_seed(0))
     assert torch.allclose(views.clips, views.clips[:, :, :1].expand_as(views.clips))
+    assert method.options.flip_p == 0 and load_config("videomae_vits16").method_options["flip_p"] == 0
+
+
+def allowed_multi_scale_crops(height: int, width: int, output: int = 224) -> tuple[set, dict]:
+    """The paper's multi-scale crop, written from its definition (TSN / VideoMAE): sides int(short side * s) for
+    s in (1, .875, .75, .66), a side within 3 px of the output snapped to it, (width, height) pairs at most one
+    scale step apart, and 13 fixed positions on a grid of quarter steps of the free space."""
+    sides = [int(min(height, width) * s) for s in (1, 0.875, 0.75, 0.66)]
+    sides = [output if abs(side - output) < 3 else side for side in sides]
+    pairs = {(sides[j], sides[i]) for i in range(4) for j in range(4) if abs(i - j) <= 1}
+    fractions = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
+    offsets = {
+        (w, h): {(fx * ((width - w) // 4), fy * ((height - h) // 4)) for fx, fy in fractions} for w, h in pairs
+    }
+    return pairs, offsets
+
+
+def test_multi_scale_crop_draws_exactly_the_papers_boxes() -> None:
+    from wtours.trainers.videomae import multi_scale_crop_boxes
+
+    height, width = 320, 568  # a 16:9 proxy at wtours' default short side
+    pairs, offsets = allowed_multi_scale_crops(height, width)
+    boxes = multi_scale_crop_boxes(4000, height, width, (1, 0.875, 0.75, 0.66), 1, torch.Generator().manual_seed(0))
+    seen_pairs, seen_offsets = set(), set()
+    for top, left, h, w in boxes.tolist():
+        assert (w, h) in pairs and (left, top) in offsets[(w, h)]
+        seen_pairs.add((w, h))
+        seen_offsets.add((w, h, left, top))
+    assert seen_pairs == pairs  # 10 pairs, all drawn
+    assert len(seen_offsets) == sum(len(spots) for spots in offsets.values())
+    assert (224, 224) not in pairs  # int(320 * .66) = 211 and int(320 * .75) = 240: none within 3 px of 224
+    assert (224, 224) in allowed_multi_scale_crops(256, 341)[0]  # int(256 * .875) = 224
+
+
+def test_crops_are_resized_with_pils_antialiased_bilinear() -> None:
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
+    method = tiny_method()
+    frames = torch.randint(0, 256, (2, T, 3, 40, 71), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(3)
+    views = method.views({"frames": frames}, generator)
+    from wtours.trainers.videomae import multi_scale_crop_boxes
+
+    boxes = multi_scale_crop_boxes(
+        2, 40, 71, (1, 0.875, 0.75, 0.66), 1, torch.Generator().manual_seed(3), output_size=SIDE
+    )
+    for clip in range(2):
+        top, left, h, w = boxes[clip].tolist()
+        expected = TF.resized_crop(
+            frames[clip].float() / 255, top, left, h, w, [SIDE, SIDE], InterpolationMode.BILINEAR, antialias=True
+        )
+        pixels = views.clips[clip].transpose(0, 1) * torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+        pixels = pixels + torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+        assert (pixels - expected).abs().max() < 1e-5
 
 
 # --- targets and loss -------------------------------------------------------------------------------------
@@ -177,13 +238,42 @@ def test_training_step_is_the_masked_mse_of_the_student_prediction() -> None:
 # --- networks ---------------------------------------------------------------------------------------------
 
 
-def test_position_embedding_is_fixed_distinct_and_spatial_at_every_time_step() -> None:
-    embedding = sinusoid_position_embedding((2, 3, 4), 48)
+def test_position_embedding_is_the_papers_sinusoid_of_the_flattened_index() -> None:
+    import numpy as np
+
+    # The paper's table, from its definition: angle p / 10000^(2 (j // 2) / d), sine on even j, cosine on odd.
+    p, j = np.arange(24)[:, None], np.arange(48)[None, :]
+    angles = p / np.power(10000, 2 * (j // 2) / 48)
+    official = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
+    embedding = sinusoid_position_embedding((2, 3, 4), 48)  # (t, h, w) = 24 tokens flattened in that order
+    assert (embedding - torch.tensor(official, dtype=torch.float32)).abs().max() < 1e-6
+    assert load_config("videomae_vits16").method_options["position_embedding"] == "1d"
+
+
+def test_factorised_variant_is_spatial_at_every_time_step() -> None:
+    embedding = sinusoid_position_embedding((2, 3, 4), 48, "3d")
     assert embedding.shape == (24, 48)
     assert torch.cdist(embedding, embedding).add(torch.eye(24)).min() > 0.1
     first, second = embedding.view(2, 12, 48)
     assert torch.equal(first[:, 16:], second[:, 16:])  # the spatial part does not depend on time
-    assert torch.equal(sinusoid_position_embedding((1, 3, 4), 48), first)
+    assert torch.equal(sinusoid_position_embedding((1, 3, 4), 48, "3d"), first)
+
+
+def test_initialisation_and_weight_decay_follow_the_paper() -> None:
+    from wtours.trainers.engine import param_groups
+
+    method = tiny_method()
+    # The tubelet embedding and the encoder-to-decoder projection keep PyTorch's default init (kaiming uniform,
+    # bound 1 / sqrt(fan_in)), not the xavier init of the transformer's linear layers.
+    conv = method.student.encoder.patch_embed.proj.weight
+    assert conv.abs().max() <= 1 / (3 * TUBELET * PATCH * PATCH) ** 0.5
+    embed = method.student.decoder.embed.weight
+    assert embed.abs().max() <= 1 / embed.shape[1] ** 0.5 and embed.abs().max() > 0.5 / embed.shape[1] ** 0.5
+    mask_token = method.student.decoder.mask_token
+    assert mask_token.abs().max() <= 0.02  # truncated at one standard deviation
+    decayed, plain = param_groups(method.student, method.no_weight_decay())
+    assert any(param is mask_token for param in plain["params"])
+    assert not any(param is mask_token for param in decayed["params"])
 
 
 def test_blocks_use_fused_attention() -> None:
