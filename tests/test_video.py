@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -76,3 +77,29 @@ def test_verify_rejects_a_video_much_shorter_than_expected(make_video):
         verify_video(path, expected_duration=120)
     with pytest.raises(WtoursError, match="too short"):
         verify_video(path, expected_duration=2.0, min_duration_ratio=0.6)
+
+
+def _with_timestamps(path: Path, ticks: list[int], time_base: Fraction) -> Path:
+    """A video whose frame ``i`` is stamped ``ticks[i]`` (in ``time_base``), as a phone's encoder writes it."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = time_base
+        stream.options = {"preset": "ultrafast"}
+        for number, tick in enumerate(ticks):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), number * 3 % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = tick, time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_a_variable_frame_rate_is_measured_not_mistaken_for_truncation(make_video, tmp_path):
+    # 30 fps with two frames in every seven dropped, their timestamps kept.
+    kept = [index for index in range(90) if index % 7 not in (3, 4)]
+    probe = probe_video(_with_timestamps(tmp_path / "dropped.mp4", [512 * i for i in kept], Fraction(1, 15360)),
+                        full_decode=True)  # fmt: skip
+    assert probe.frame_count == len(kept) and probe.variable_frame_rate
+    assert probe.duration == pytest.approx(3.0) and probe.fps == pytest.approx(len(kept) / 3.0, abs=1e-3)
+    constant = [probe_video(make_video(name, frames=40)) for name in ("cfr.mp4", "cfr.mkv")]  # mkv keeps ms
+    assert [probe.variable_frame_rate for probe in constant] == [False, False]

@@ -1,12 +1,14 @@
 """Probe and verify a video file in-process with PyAV (no ffprobe needed).
 
 `probe_video` trusts nothing the container header claims: it demuxes every video packet to count the
-frames and to find where the video really ends, then decodes frames at the start, the middle and the end
-(or every frame with ``full_decode=True``). Memory stays constant however long the video is.
+frames, to find where the video really ends and whether its frames come at a constant rate, then decodes
+frames at the start, the middle and the end (or every frame with ``full_decode=True``). Memory stays
+constant however long the video is.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from wtours.errors import WtoursError
+
+REORDER_DEPTH = 32  # frames a decoder may hold back before showing them (H.264 allows 16)
 
 
 @dataclass(frozen=True)
@@ -23,12 +27,14 @@ class VideoProbe:
     codec: str
     width: int
     height: int
-    fps: float
+    fps: float  # the average rate: frame_count / duration
     duration: float  # seconds, from the first packet's pts to the last packet's pts + duration
     frame_count: int  # video packets demuxed, not the header's claim
     pix_fmt: str | None
     bit_rate: int  # bits per second over the whole file
     has_audio: bool
+    # Frames not evenly spaced in time (phones, action cameras): their timestamps, not fps, place them.
+    variable_frame_rate: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +62,7 @@ def probe_video(path: str | os.PathLike[str], *, full_decode: bool = False) -> V
             raise WtoursError(f"{path.name}: no video stream")
         stream = container.streams.video[0]
         has_audio = bool(container.streams.audio)
-        first_pts, end_pts, frame_count = _demux_every_packet(container, stream, path)
+        first_pts, end_pts, frame_count, variable = _demux_every_packet(container, stream, path)
         if frame_count == 0:
             raise WtoursError(f"{path.name}: the video stream holds no frames")
         claimed = stream.frames
@@ -86,6 +92,7 @@ def probe_video(path: str | os.PathLike[str], *, full_decode: bool = False) -> V
             pix_fmt=codec.pix_fmt,
             bit_rate=int(size * 8 / duration) if duration > 0 else 0,
             has_audio=has_audio,
+            variable_frame_rate=variable,
         )
 
 
@@ -106,13 +113,30 @@ def verify_video(
     return probe
 
 
-def _demux_every_packet(container: Any, stream: Any, path: Path) -> tuple[int, int, int]:
-    """(first pts, end pts, packet count) of the video stream, reading the whole file once."""
+def _demux_every_packet(container: Any, stream: Any, path: Path) -> tuple[int, int, int, bool]:
+    """(first pts, end pts, packet count, variable frame rate?) of the video stream, reading the whole file once.
+
+    The rate is constant when consecutive frames (in display order) are the same number of timestamp
+    ticks apart, give or take one tick of the container's rounding (Matroska keeps milliseconds, so 30 fps
+    is 33, 33, 34 ms). Display order is restored from decode order with a small heap (B-frames reorder
+    a few frames at most), so memory stays constant.
+    """
     import av
 
     first_pts: int | None = None
     end_pts = 0
     count = 0
+    reorder: list[int] = []
+    shown: int | None = None  # the last pts taken out in display order
+    gaps = [0, 0]  # smallest and largest step between consecutive frames
+
+    def show(pts: int) -> None:
+        nonlocal shown
+        if shown is not None and pts > shown:
+            step = pts - shown
+            gaps[:] = [step if not gaps[0] else min(gaps[0], step), max(gaps[1], step)]
+        shown = pts
+
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or packet.pts is None:  # the flush packet at the end
@@ -120,9 +144,14 @@ def _demux_every_packet(container: Any, stream: Any, path: Path) -> tuple[int, i
             count += 1
             first_pts = packet.pts if first_pts is None else min(first_pts, packet.pts)
             end_pts = max(end_pts, packet.pts + (packet.duration or 0))
+            heapq.heappush(reorder, packet.pts)
+            if len(reorder) > REORDER_DEPTH:
+                show(heapq.heappop(reorder))
     except av.FFmpegError as err:
         raise WtoursError(f"{path.name}: unreadable after {count} frames ({_reason(err)}); truncated?") from None
-    return first_pts or 0, end_pts, count
+    while reorder:
+        show(heapq.heappop(reorder))
+    return first_pts or 0, end_pts, count, gaps[1] - gaps[0] > 1
 
 
 def _decode_near(container: Any, stream: Any, target_pts: int, path: Path) -> None:
