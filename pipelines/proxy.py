@@ -14,7 +14,10 @@ Layout, under ``<data>/proxies/<id>/short<S>/`` (S = short side in pixels)::
     proxy.json                 sidecar, written last: source identity, settings, size, frame count
 
 Proxy frame ``i`` is original frame ``i`` (every frame is kept), so clip indices and frame numbers
-need no mapping. A build is resumable shard by shard (each shard appears by an atomic rename and is
+need no mapping. A variable-frame-rate source (a phone, an action camera) is resampled to its average
+rate instead: proxy frame ``i`` is the source frame on screen at ``i / rate`` seconds, so clips at a
+fixed stride span fixed times; the sidecar says so (``frame_mapping: resampled``, ``resampled_fps``).
+A build is resumable shard by shard (each shard appears by an atomic rename and is
 cut by one ffmpeg run that seeks to its first frame), and a proxy whose source changed, whose
 settings differ, or whose shards are missing, truncated or undecodable is detected and rebuilt.
 """
@@ -129,19 +132,23 @@ def _build(store: Store, video_id: str, directory: Path, settings: ProxySettings
     path = store.video_path(video_id)
     probe = probe_video(path)
     rate = exact_frame_rate(path)
+    resample = probe.variable_frame_rate
+    # Resampled, the proxy has a frame at every 1 / rate seconds of the source's duration.
+    frame_count = round(Fraction(probe.duration).limit_denominator(1_000_000) * rate) if resample \
+        else probe.frame_count
     width, height = proxy_size(probe.width, probe.height, settings.short_side)
     directory.mkdir(parents=True, exist_ok=True)
-    shard_count = -(-probe.frame_count // settings.frames_per_shard)
+    shard_count = -(-frame_count // settings.frames_per_shard)
     shards = []
     with make_progress() as progress:
-        task = progress.add_task(f"proxy {video_id} {width}x{height}", total=probe.frame_count,
+        task = progress.add_task(f"proxy {video_id} {width}x{height}", total=frame_count,
                                  visible=show_progress)  # fmt: skip
         for index in range(shard_count):
             first = index * settings.frames_per_shard
-            frames = min(settings.frames_per_shard, probe.frame_count - first)
+            frames = min(settings.frames_per_shard, frame_count - first)
             if _check_shard(directory, index, frames, None) is not None:  # missing or damaged: (re)cut it
                 _cut_shard(path, directory, index, first, frames, rate, width, height, settings,
-                           lambda: progress.advance(task))  # fmt: skip
+                           lambda: progress.advance(task), resample=resample)  # fmt: skip
             else:
                 progress.advance(task, frames)
             shards.append({"index": index, "first_frame": first, "frames": frames,
@@ -155,9 +162,12 @@ def _build(store: Store, video_id: str, directory: Path, settings: ProxySettings
             "settings": asdict(settings),
             "width": width,
             "height": height,
-            "fps": probe.fps,
-            "frame_count": probe.frame_count,
-            "frame_mapping": "identity",  # proxy frame i is original frame i
+            "fps": float(rate) if resample else probe.fps,
+            "frame_count": frame_count,
+            # identity: proxy frame i is original frame i; resampled: the source frame shown at i / fps
+            "frame_mapping": "resampled" if resample else "identity",
+            **({"resampled_fps": f"{rate.numerator}/{rate.denominator}", "source_frame_count": probe.frame_count}
+               if resample else {}),
             "source_size": [probe.width, probe.height],
             "shards": shards,
         },
@@ -165,23 +175,30 @@ def _build(store: Store, video_id: str, directory: Path, settings: ProxySettings
 
 
 def _cut_shard(source: Path, directory: Path, index: int, first: int, frames: int, rate: Fraction,
-               width: int, height: int, settings: ProxySettings, advance: Any) -> None:  # fmt: skip
-    """One ffmpeg run: frames [first, first + frames) scaled, as MJPEG on a pipe, split into a shard."""
+               width: int, height: int, settings: ProxySettings, advance: Any, *,
+               resample: bool = False) -> None:  # fmt: skip
+    """One ffmpeg run: frames [first, first + frames) scaled, as MJPEG on a pipe, split into a shard.
+
+    ``resample``: frame ``i`` is the source frame on screen at ``i / rate`` s (a variable-rate source).
+    """
     import ffmpeg
     import imageio_ffmpeg
 
-    input_options: dict[str, Any] = {}
-    if first:
-        # Accurate input seeking drops frames before the time given; half a frame early lands on `first`.
-        input_options["ss"] = f"{float((first - Fraction(1, 2)) / rate):.6f}"
-    command = (
-        ffmpeg.input(str(source), **input_options)
-        .video.filter("scale", width, height, flags="area")
-        .output("pipe:", format="image2pipe", vcodec="mjpeg", pix_fmt="yuvj420p",
-                fps_mode="passthrough", **{"q:v": settings.jpeg_qscale, "frames:v": frames})  # fmt: skip
-        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-        .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
-    )
+    if resample:
+        command = _resampling_command(source, first, frames, rate, width, height, settings)
+    else:
+        input_options: dict[str, Any] = {}
+        if first:
+            # Accurate input seeking drops frames before the time given; half a frame early lands on `first`.
+            input_options["ss"] = f"{float((first - Fraction(1, 2)) / rate):.6f}"
+        command = (
+            ffmpeg.input(str(source), **input_options)
+            .video.filter("scale", width, height, flags="area")
+            .output("pipe:", format="image2pipe", vcodec="mjpeg", pix_fmt="yuvj420p",
+                    fps_mode="passthrough", **{"q:v": settings.jpeg_qscale, "frames:v": frames})  # fmt: skip
+            .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+            .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
+        )
     # The frame table goes first: a shard without one is never mistaken for a finished shard.
     _offsets_path(directory, index).unlink(missing_ok=True)
     offsets = [0]
@@ -209,6 +226,42 @@ def _cut_shard(source: Path, directory: Path, index: int, first: int, frames: in
             )
     with atomic_path(_offsets_path(directory, index)) as tmp, open(tmp, "wb") as handle:
         np.save(handle, np.asarray(offsets, dtype=np.int64))
+
+
+def _resampling_command(source: Path, first: int, frames: int, rate: Fraction, width: int, height: int,
+                        settings: ProxySettings) -> list[str]:  # fmt: skip
+    """ffmpeg's ``fps`` filter on the source's own timestamps, kept absolute (``-copyts``), so every shard
+    lands on the same grid as a single pass would: with ``round=up`` grid slot ``n`` takes the last frame
+    whose time is at most ``n / rate``, and ``trim`` keeps slots from ``first`` on. The input is not
+    trimmed at the seek point (``-noaccurate_seek``): the frame on screen at the shard's first slot may
+    start long before it. The seek itself lands a second early, on the key frame before.
+    """
+    import ffmpeg
+    import imageio_ffmpeg
+
+    origin = _stream_origin(source)
+    seek = max(0.0, float(first / rate) + origin - 1.0)
+    video = ffmpeg.input(str(source), ss=f"{seek:.6f}", copyts=None, noaccurate_seek=None).video
+    if origin:
+        video = video.filter("setpts", f"PTS-{origin:.9f}/TB")  # grid slot 0 is the stream's first frame
+    return (
+        video.filter("fps", fps=f"{rate.numerator}/{rate.denominator}", round="up")
+        .filter("trim", start_pts=first)
+        .filter("scale", width, height, flags="area")
+        .output("pipe:", format="image2pipe", vcodec="mjpeg", pix_fmt="yuvj420p",
+                **{"q:v": settings.jpeg_qscale, "frames:v": frames})  # fmt: skip
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+        .compile(cmd=imageio_ffmpeg.get_ffmpeg_exe())
+    )
+
+
+def _stream_origin(path: Path) -> float:
+    """Seconds at which the video stream's first frame is stamped (0 in most files)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
 
 
 def split_jpeg_stream(stream: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
