@@ -7,6 +7,12 @@ Two backends:
   batched, on the GPU when one is present.
 - OpenCV DNN for Darknet weights: pass the ``.cfg`` path; ``<stem>.weights`` and ``coco.names`` (or
   ``<stem>.names``) must sit beside it. This runs the official YOLOv3-tiny COCO detector offline.
+
+A ``.pt`` file is a Python pickle, and ultralytics unpickles it with ``weights_only=False``: whatever
+code it carries runs. So a ``.pt`` is loaded only when its SHA-256 is that of one of ultralytics'
+released detectors (:data:`RELEASED_WEIGHTS`), checked before anything reads it, or when the user says
+they trust it (``--trust-detector-weights``, e.g. for their own trained weights). Model definitions
+(``.yaml``) and Darknet files are data, not code, and need no such say-so.
 """
 
 from __future__ import annotations
@@ -18,7 +24,30 @@ from typing import Protocol
 
 import numpy as np
 
+from wtours.analysis.base import one_line
 from wtours.errors import WtoursError
+
+# SHA-256 of the detection weights ultralytics publishes as release assets of github.com/ultralytics/assets
+# (the files `YOLO("yolo11n.pt")` downloads; v8.3.0 and v8.4.0 carry the same bytes). They were not computed
+# here (this machine cannot download them): each was read from Ultralytics' own Hugging Face repositories
+# (Ultralytics/YOLO11, Ultralytics/YOLOv8: the Git LFS object id is the file's SHA-256) or from projects
+# that pin the GitHub asset, and only digests that several independent sources agree on are listed.
+# yolov8n.pt has two: the re-released asset (v8.1.0 on) and the original of release v0.0.0. A name missing
+# here, or a file whose digest differs (an older or newer release), is refused unless trusted.
+RELEASED_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "yolo11n.pt": ("0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1",),
+    "yolo11s.pt": ("85a76fe86dd8afe384648546b56a7a78580c7cb7b404fc595f97969322d502d5",),
+    "yolo11m.pt": ("d5ffc1a674953a08e11a8d21e022781b1b23a19b730afc309290bd9fb5305b95",),
+    "yolo11l.pt": ("9ebd0e09d59811db4b1d61e2bc6730649608b1ac47f8dd01e2da6bca7c20023f",),
+    "yolo11x.pt": ("7bc158aa95c0ebfdd87f70f01653c1131b93e92522dbe15c228bcd742e773a24",),
+    "yolov8n.pt": ("f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36",
+                   "31e20dde3def09e2cf938c7be6fe23d9150bbbe503982af13345706515f2ef95"),
+    "yolov8s.pt": ("1f47a78bf100391c2a140b7ac73a1caae18c32779be7d310658112f7ac9aa78a",),
+    "yolov8m.pt": ("5d4a90cdc7a21786cc59cd19778e9eafff836df9e2da32524737c7ee6efe4fe5",),
+    "yolov8l.pt": ("64c9115303f6a25575f82200d1b22ec409fa6bd7d08d0313884fc20d919478cd",),
+    "yolov8x.pt": ("3df4ada6b4dad6d657868f2fdf7faecfb34dcfccf3a25c4b82079064718524c8",),
+}
+MODEL_DEFINITIONS = (".yaml", ".yml")  # an architecture, built with random weights: no pickle involved
 
 
 @dataclass
@@ -44,20 +73,17 @@ class UltralyticsDetector:
     """An ultralytics YOLO model; frames are passed as a batch of numpy arrays."""
 
     def __init__(self, weights: str, *, confidence: float = 0.25, iou: float = 0.7, image_size: int = 640,
-                 device: str | None = None):
+                 device: str | None = None, trusted: bool = False):
         try:
             from ultralytics import YOLO
         except ImportError:
             raise WtoursError("the objects analysis needs ultralytics: pip install 'wtours[analysis]'") from None
-        if ("/" in weights or "\\" in weights) and not Path(weights).expanduser().is_file():
-            raise WtoursError(f"detector weights not found: {weights}")
         try:
-            self.model = YOLO(weights)
+            self.model = YOLO(vetted_weights(weights, trusted=trusted))
+        except WtoursError:
+            raise
         except Exception as err:  # ultralytics raises anything from ConnectionError to AttributeError
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].strip("❌ ")
-            hint = " (no internet? download the weights elsewhere and pass their path)" if isinstance(
-                err, ConnectionError) else ""
-            raise WtoursError(f"cannot load detector {weights!r}: {reason}{hint}") from None
+            raise WtoursError(f"cannot load detector {weights!r}: {_ultralytics_reason(err)}") from None
         self.confidence = confidence
         self.iou = iou
         self.image_size = image_size
@@ -100,7 +126,17 @@ class DarknetDetector:
             raise WtoursError(f"Darknet detector {cfg}: missing {', '.join(missing)} (expected beside the .cfg)")
         if not hasattr(cv2.dnn, "readNetFromDarknet"):
             raise WtoursError("this OpenCV has no Darknet reader (OpenCV 5 removed it): use opencv-python<5")
-        self.net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+        try:
+            self.net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+        except cv2.error as err:
+            raise WtoursError(f"Darknet detector {cfg}: OpenCV cannot read it: {one_line(err)}") from None
+        # OpenCV reads weights until the file ends and leaves the rest at zero: a cut-off download loads and
+        # finds nothing. The network's parameters (its layers' blobs: float32, within a few scalars of what
+        # the file stores) say how big the file must be.
+        needed = 4 * sum(blob.size for name in self.net.getLayerNames() for blob in self.net.getLayer(name).blobs)
+        if weights.stat().st_size < 0.98 * needed:
+            raise WtoursError(f"Darknet detector {cfg}: {weights.name} holds {weights.stat().st_size:,} bytes but "
+                              f"the network needs about {needed:,} (a cut-off download?)")
         self.output_names = self.net.getUnconnectedOutLayersNames()
         self.class_names = [line.strip() for line in names.read_text().splitlines() if line.strip()]
         self.confidence = confidence
@@ -147,27 +183,95 @@ class DarknetDetector:
                           confidences[kept].astype(np.float32))
 
 
+def vetted_weights(weights: str, *, trusted: bool = False) -> str:
+    """What to hand ultralytics for ``weights``: a model definition, a file whose SHA-256 is that of a
+    released detector, or anything when ``trusted``. Raises WtoursError (naming the way out) otherwise.
+
+    Nothing is unpickled here; a released detector missing locally is downloaded by ultralytics'
+    downloader (to where ``YOLO(name)`` puts it) and checked before it is loaded.
+    """
+    if trusted or weights.lower().endswith(MODEL_DEFINITIONS):
+        return weights
+    trust_hint = ("pass --trust-detector-weights if you trust this file (e.g. weights you trained), "
+                  "or use a released detector (yolo11n.pt, ...), a .yaml model or a Darknet .cfg")  # fmt: skip
+    if not weights.lower().endswith(".pt"):
+        raise WtoursError(f"--detector {weights}: only ultralytics' released .pt weights, .yaml model definitions "
+                          f"and Darknet .cfg files load without a say-so (other formats may run code); {trust_hint}")
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        if path.name != weights:
+            raise WtoursError(f"detector weights not found: {weights}")
+        if weights not in RELEASED_WEIGHTS:
+            raise WtoursError(f"--detector {weights}: not found here and not one of ultralytics' released "
+                              f"detectors ({', '.join(RELEASED_WEIGHTS)}); {trust_hint}")
+        path = Path(_download_released(weights))
+    from wtours.store import file_sha256
+
+    digest = file_sha256(path)
+    if not any(digest in digests for digests in RELEASED_WEIGHTS.values()):
+        known = " (not the released file of that name: an older or tampered copy?)" if path.name in RELEASED_WEIGHTS \
+            else ""
+        raise WtoursError(f"--detector {weights}: refusing to load {path}: a .pt is a pickle and loading it runs any "
+                          f"code inside; its SHA-256 {digest[:16]}... is not one of ultralytics' released "
+                          f"detectors{known}; {trust_hint}")
+    return str(path)
+
+
+def _download_released(name: str) -> str:
+    """Where ultralytics keeps (or now downloads) the released weights ``name``, without loading them."""
+    try:
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        found = attempt_download_asset(name)
+    except Exception as err:
+        raise WtoursError(f"cannot load detector {name!r}: {_ultralytics_reason(err)}") from None
+    if not Path(found).is_file():
+        raise WtoursError(f"cannot load detector {name!r}: download failed (no internet? download the weights "
+                          f"elsewhere and pass their path)")
+    return found
+
+
+def _ultralytics_reason(err: Exception) -> str:
+    """ultralytics' message without its decorations (an emoji, "ERROR"): the caller says it is an error."""
+    reason = " ".join(one_line(err).replace("❌", "").replace("\ufe0f", "").replace("ERROR", "").split())
+    if isinstance(err, ConnectionError):
+        reason += " (no internet? download the weights elsewhere and pass their path)"
+    return reason
+
+
 def load_detector(
-    weights: str, confidence: float, image_size: int, device: str | None = None, threads: int = 1
+    weights: str, confidence: float, image_size: int, device: str | None = None, threads: int = 1,
+    trusted: bool = False,
 ) -> Detector:
-    """The detector for ``weights`` (cached: a worker process loads it once for all its windows).
+    """The detector for ``weights``, loaded and checked on one blank frame (cached: a worker process
+    loads it once for all its windows). Raises WtoursError, one line, when it cannot be used.
 
     ``threads`` caps the CPU threads of inference (torch's or OpenCV's, process-wide): the detector runs
     beside the decoder, and idle threads spinning for work would take the decoder's cores.
     """
-    return _load_detector(weights, confidence, image_size, device, threads)  # one cache key per detector
+    return _load_detector(weights, confidence, image_size, device, threads, trusted)  # one cache key per detector
 
 
 @functools.lru_cache(maxsize=2)
-def _load_detector(weights: str, confidence: float, image_size: int, device: str | None, threads: int) -> Detector:
+def _load_detector(weights: str, confidence: float, image_size: int, device: str | None, threads: int,
+                   trusted: bool) -> Detector:  # fmt: skip
     if weights.endswith(".cfg"):
         import cv2
 
         cv2.setNumThreads(threads)
         # Darknet networks take a square input whose side is a multiple of 32.
-        return DarknetDetector(weights, confidence=confidence, image_size=max(32, round(image_size / 32) * 32))
-    detector = UltralyticsDetector(weights, confidence=confidence, image_size=image_size, device=device)
-    import torch
+        detector: Detector = DarknetDetector(weights, confidence=confidence,
+                                             image_size=max(32, round(image_size / 32) * 32))  # fmt: skip
+    else:
+        detector = UltralyticsDetector(weights, confidence=confidence, image_size=image_size, device=device,
+                                       trusted=trusted)  # fmt: skip
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
+    try:  # weights that load may still not run (a layer mismatch, a device that is not there)
+        detector.detect([np.zeros((64, 64, 3), np.uint8)])
+    except WtoursError:
+        raise
+    except Exception as err:
+        raise WtoursError(f"detector {weights!r} loads but does not run: {one_line(err)}") from None
     return detector

@@ -36,6 +36,9 @@ class LightnessAnalyzer:
             "frozen_tolerance": self.frozen_tolerance,
         }
 
+    def load(self) -> None:
+        """Nothing to load: pure arithmetic on pixels."""
+
     def process_frame(self, index: int, time: float, rgb: np.ndarray) -> None:
         import cv2
 

@@ -40,6 +40,7 @@ class ObjectAnalyzer:
         device: str | None = None,
         threads: int = 1,
         detector_key: str | None = None,
+        trust_weights: bool = False,
     ):
         self.frame_size = frame_size
         self.detector_name = detector
@@ -49,6 +50,7 @@ class ObjectAnalyzer:
         self.batch_size = batch_size
         self.device = device
         self.threads = threads
+        self.trust_weights = trust_weights
         self._scale = np.array(
             [video_size[0] / frame_size.width, video_size[1] / frame_size.height] * 2, dtype=np.float32
         )
@@ -68,6 +70,14 @@ class ObjectAnalyzer:
             "image_size": self.image_size,
         }
 
+    def load(self) -> None:
+        """Load the detector and run it once (cached per process), so bad weights fail before decoding."""
+        self._detector()
+
+    def _detector(self):
+        return load_detector(self.detector_name, self.confidence, self.image_size, self.device, self.threads,
+                             self.trust_weights)  # fmt: skip
+
     def process_frame(self, index: int, time: float, rgb: np.ndarray) -> None:
         self._pending.append((index, time, rgb))
         if len(self._pending) >= self.batch_size:
@@ -83,8 +93,7 @@ class ObjectAnalyzer:
 
     def _detect(self, batch: list[tuple[int, float, np.ndarray]]) -> tuple[list[tuple], pd.DataFrame | None]:
         """Runs on the background thread: one row per sampled frame, one per detection."""
-        # Loaded at the first batch (and cached per process), so describing the analyzer costs nothing.
-        detector = load_detector(self.detector_name, self.confidence, self.image_size, self.device, self.threads)
+        detector = self._detector()  # loaded by `load` (cached per process); describing the analyzer costs nothing
         names = detector.class_names
         sampled, detections = [], []
         for (index, time, _), found in zip(batch, detector.detect([rgb for _, _, rgb in batch]), strict=True):

@@ -11,6 +11,7 @@ Results per video in ``analysis/<id>/``::
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,8 +32,10 @@ from wtours.analysis.window import (
     WindowTask,
     build_analyzers,
     is_done,
+    load_analyzers,
     part_dir,
     plan_windows,
+    window_span,
     window_stem,
 )
 from wtours.errors import WtoursError
@@ -41,6 +44,7 @@ from wtours.manifest import Manifest
 from wtours.progress import console, make_progress
 from wtours.store import Store, atomic_path, atomic_write_json, read_json
 
+MIB = 1 << 20
 RESULT_FILES = ("frames.parquet", "shots.parquet", "objects.parquet", "detector_frames.parquet", "summary.json")
 
 
@@ -89,14 +93,19 @@ def analyze_videos(
             continue
         try:
             streams[video.id] = stream_info(video.path)
+            content = content_identity(video, store)
         except WtoursError as err:
             result.error = str(err)
             continue
-        tasks_of[video.id] = plan_windows(video, result.analysis_dir, streams[video.id], settings, threads)
+        tasks_of[video.id] = plan_windows(video, result.analysis_dir, streams[video.id], settings, content, threads)
     pending = [task for tasks in tasks_of.values() for task in tasks if not _window_cached(task)]
     by_id = {result.video.id: result for result in results}
     for video_id, tasks in tasks_of.items():
         by_id[video_id].windows_cached = len(tasks) - sum(task.video_id == video_id for task in pending)
+    if pending:
+        # Every analyzer loads (a detector's weights, checked on a blank frame) before any frame is decoded:
+        # bad weights are an error about the options, not about each video, found in seconds.
+        load_analyzers(build_analyzers(pending[0].stream, settings))
 
     if pending:
         progress = make_progress() if show_progress else None
@@ -148,12 +157,34 @@ def videos_from_paths(paths: Sequence[Path], group: str = "videos") -> list[Vide
     return videos
 
 
+def content_identity(video: VideoInput, store: Store) -> str:
+    """What a video's cached window results are keyed by: its content, never its id or its name.
+
+    A fetched video has the SHA-256 its fetch computed (when the sidecar's size still matches); any other
+    file is known by size and modification time. Both add a hash of the first, middle and last MiB (a
+    few milliseconds on any size), so even a same-size file put in place without a new sidecar differs.
+    """
+    path = Path(video.path)
+    try:
+        size = path.stat().st_size
+        sampled = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for offset in sorted({0, max(0, size // 2 - MIB // 2), max(0, size - MIB)}):
+                handle.seek(offset)
+                sampled.update(handle.read(MIB))
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError as err:
+        raise WtoursError(f"{video.id}: cannot read {path}: {err.strerror or err}") from None
+    sidecar = store.sidecar(video.id) if path == store.video_path(video.id) else None
+    if sidecar and sidecar.get("sha256") and sidecar.get("size") == size:
+        return f"sha256:{sidecar['sha256']}:{sampled.hexdigest()[:16]}"
+    return f"file:{size}:{mtime_ns}:{sampled.hexdigest()[:16]}"
+
+
 def _window_cached(task: WindowTask) -> bool:
     analyzers = build_analyzers(task.stream, task.settings)
-    return all(
-        is_done(part_dir(Path(task.analysis_dir), analyzer, task.stream, task.settings), task.start, task.end)
-        for analyzer in analyzers
-    )
+    return all(is_done(part_dir(Path(task.analysis_dir), analyzer, task), task.start, task.end)
+               for analyzer in analyzers)  # fmt: skip
 
 
 def merge_video(
@@ -161,11 +192,14 @@ def merge_video(
 ) -> dict[str, Any]:
     """Join the window results of one video into its Parquet files and summary.json (atomically).
 
-    Skipped when summary.json already records the same windows and settings: a re-run does nothing.
+    Windows number their frames from 0; here they get the video's frame numbers, in order, after a check
+    on their timestamps that each window continues the one before. Skipped when summary.json already
+    records the same windows and settings: a re-run does nothing.
     """
     analyzers = build_analyzers(stream, settings)
-    folders = {analyzer.name: part_dir(analysis_dir, analyzer, stream, settings) for analyzer in analyzers}
-    stems = [window_stem(task.start, task.end) for task in tasks]
+    folders = {analyzer.name: part_dir(analysis_dir, analyzer, tasks[0]) for analyzer in analyzers}
+    windows = [(task.start, task.end) for task in tasks]
+    stems = [window_stem(*window) for window in windows]
     merge_settings = settings.model_dump(
         include={"shot_detector", "shot_threshold", "adaptive_threshold", "min_scene_len", "duration"}
     )
@@ -175,21 +209,31 @@ def merge_video(
     if previous and previous.get("key") == key and all((analysis_dir / name).is_file() for name in RESULT_FILES):
         return previous
 
-    frames = _merge_frames(folders["lightness"], folders["shots"], stems, analysis_dir / "frames.parquet")
+    spans = [window_span(folders["lightness"], *window) for window in windows]
+    offsets = _check_timeline(video.id, stems, spans)
+    frames = _merge_frames(folders["lightness"], folders["shots"], stems, offsets, analysis_dir / "frames.parquet")
     fps = stream.fps
     cuts = detect_cuts(
         frames["content_val"],
         fps,
+        times=frames["time"],
         detector=settings.shot_detector,
         threshold=settings.shot_threshold,
         adaptive_threshold=settings.adaptive_threshold,
         min_scene_len=settings.min_scene_len,
     )
-    shots = shot_table(cuts, frames["n_frames"], fps)
+    frames["end_time"] = next((span["end"] for span in reversed(spans) if span["end"] is not None), 0.0)
+    frames["reached_end"] = spans[-1]["after"] is None
+    # How long each frame is shown: on a variable frame rate, frames are not all 1 / fps long.
+    shown = np.diff(frames["time"], append=frames["end_time"])
+    for flag in ("blank", "frozen"):
+        frames[f"{flag}_seconds"] = float(shown[frames[flag]].sum())
+        frames[flag] = int(frames[flag].sum())
+    shots = shot_table(cuts, frames["n_frames"], fps, frames["time"], frames["end_time"])
     _write_parquet(shots, analysis_dir / "shots.parquet")
     if "objects" in folders:
-        detections = _concat([folders["objects"] / f"{stem}.objects.parquet" for stem in stems])
-        sampled = _concat([folders["objects"] / f"{stem}.detector_frames.parquet" for stem in stems])
+        detections = _concat([folders["objects"] / f"{stem}.objects.parquet" for stem in stems], offsets)
+        sampled = _concat([folders["objects"] / f"{stem}.detector_frames.parquet" for stem in stems], offsets)
     else:
         detections = empty_detections()
         sampled = pd.DataFrame({"frame": [], "time": [], "objects": [], "unique_classes": []}).astype(
@@ -203,33 +247,52 @@ def merge_video(
     return summary
 
 
-def _merge_frames(lightness_dir: Path, shots_dir: Path, stems: list[str], out: Path) -> dict[str, Any]:
+def _check_timeline(video_id: str, stems: list[str], spans: list[dict[str, Any]]) -> list[int]:
+    """Each window's first frame number in the video, after checking on timestamps that the windows join:
+    a window's warm-up frame (the one shown just before it) is the last frame of the windows before."""
+    offsets, count, last_time = [], 0, None
+    for stem, span in zip(stems, spans, strict=True):
+        if span["frames"] and span["before"] != last_time:
+            raise WtoursError(f"{video_id}: window {stem} does not continue the frame at "
+                              f"{last_time or 0:.3f} s (results of another decode?); re-run")  # fmt: skip
+        offsets.append(count)
+        count += span["frames"]
+        if span["frames"]:
+            last_time = span["last"]
+    return offsets
+
+
+def _merge_frames(lightness_dir: Path, shots_dir: Path, stems: list[str], offsets: list[int],
+                  out: Path) -> dict[str, Any]:  # fmt: skip
     """Stream the per-window frame tables into frames.parquet (one window in memory at a time)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     content_val: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    flags: dict[str, list[np.ndarray]] = {"blank": [], "frozen": []}
     stats: dict[str, Any] = defaultdict(float)
     stats["lightness_min"], stats["lightness_max"] = np.inf, -np.inf
     n_frames = 0
     with atomic_path(out) as tmp:
         writer = None
         try:
-            for stem in stems:
+            for stem, offset in zip(stems, offsets, strict=True):
                 light = pd.read_parquet(lightness_dir / f"{stem}.frames.parquet")
                 scores = pd.read_parquet(shots_dir / f"{stem}.frames.parquet")
                 table = light.merge(scores, on="frame", how="left", validate="one_to_one")
-                expected = np.arange(n_frames, n_frames + len(table))
-                if not np.array_equal(table["frame"].to_numpy(), expected):
+                if not np.array_equal(table["frame"].to_numpy(), np.arange(len(table))) or offset != n_frames:
                     raise WtoursError(f"{out.parent.name}: window {stem} does not continue frame {n_frames}; re-run")
+                table["frame"] += n_frames
                 n_frames += len(table)
                 content_val.append(table["content_val"].to_numpy(np.float32))
+                times.append(table["time"].to_numpy(np.float64))
                 if len(table):
                     stats["lightness_min"] = min(stats["lightness_min"], float(table["lightness"].min()))
                     stats["lightness_max"] = max(stats["lightness_max"], float(table["lightness"].max()))
                 stats["lightness_sum"] += float(table["lightness"].to_numpy(np.float64).sum())
-                stats["blank"] += int(table["blank"].sum())
-                stats["frozen"] += int(table["frozen"].sum())
+                for flag, kept in flags.items():
+                    kept.append(table[flag].to_numpy(bool))
                 arrow = pa.Table.from_pandas(table, preserve_index=False)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, arrow.schema)
@@ -237,15 +300,21 @@ def _merge_frames(lightness_dir: Path, shots_dir: Path, stems: list[str], out: P
         finally:
             if writer is not None:
                 writer.close()
-        if writer is None:
+        if writer is None or n_frames == 0:
             raise WtoursError(f"{out.parent.name}: no frames were analyzed")
     stats["n_frames"] = n_frames
     stats["content_val"] = np.concatenate(content_val)
+    stats["time"] = np.concatenate(times)
+    for flag, kept in flags.items():
+        stats[flag] = np.concatenate(kept)
     return stats
 
 
-def _concat(paths: list[Path]) -> pd.DataFrame:
+def _concat(paths: list[Path], offsets: list[int]) -> pd.DataFrame:
+    """Window tables in order, their window-local frame numbers made the video's."""
     tables = [pd.read_parquet(path) for path in paths]
+    for table, offset in zip(tables, offsets, strict=True):
+        table["frame"] += offset
     non_empty = [table for table in tables if len(table)]
     return pd.concat(non_empty, ignore_index=True) if non_empty else tables[0]
 
@@ -296,8 +365,8 @@ def _summary(
         },
         "analyzed": {
             "frames": n_frames,
-            "seconds": n_frames / fps,
-            "complete": n_frames >= header_frames,
+            "seconds": frames["end_time"],
+            "complete": frames["reached_end"],
         },
         "shots": len(shots),
         "cuts": shots["start_frame"].tolist()[1:],
@@ -310,10 +379,10 @@ def _summary(
         },
         "blank": {
             "frames": frames["blank"],
-            "seconds": frames["blank"] / fps,
+            "seconds": frames["blank_seconds"],
             "fraction": frames["blank"] / max(1, n_frames),
         },
-        "frozen": {"frames": frames["frozen"], "seconds": frames["frozen"] / fps},
+        "frozen": {"frames": frames["frozen"], "seconds": frames["frozen_seconds"]},
         "settings": settings.model_dump(),
     }
 

@@ -30,6 +30,9 @@ class AnalysisSettings(BaseModel):
     min_scene_len: int = Field(15, ge=0, description="frames a shot lasts at least")
     luma_only: bool = False
     detector: str | None = Field("yolo11n.pt", description="ultralytics weights/name, Darknet .cfg, or none")
+    trust_detector_weights: bool = Field(
+        False, description="load a .pt that is not one of ultralytics' released weights (unpickling runs its code)"
+    )
     detector_fps: float = Field(1.0, gt=0, description="frames per second sampled for detection")
     detector_width: int = Field(640, ge=32, description="width of the frames handed to the detector")
     detector_confidence: float = Field(0.25, gt=0, lt=1)

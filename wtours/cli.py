@@ -227,6 +227,12 @@ def analyze(
         help="Object detector: ultralytics weights by name (downloaded once) or path, a Darknet .cfg path "
         "(weights and coco.names beside it), or 'none' to skip objects.",
     ),
+    trust_detector_weights: bool = typer.Option(
+        False,
+        "--trust-detector-weights",
+        help="Load a .pt that is not one of ultralytics' released detectors (e.g. weights you trained). A .pt is "
+        "a pickle: loading it runs any code inside, so only pass this for files you trust.",
+    ),
     detector_fps: float = typer.Option(
         1.0, "--detector-fps", min=0.001, help="Frames per second the detector sees; raise it for short clips."
     ),
@@ -290,6 +296,7 @@ def analyze(
         settings = AnalysisSettings(
             duration=duration,
             detector=detector,
+            trust_detector_weights=trust_detector_weights,
             detector_fps=detector_fps,
             detector_width=detector_width,
             detector_confidence=confidence,

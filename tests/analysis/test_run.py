@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ from wtours.analysis.run import RESULT_FILES, analyze_videos
 from wtours.analysis.settings import AnalysisSettings
 from wtours.analysis.window import VideoInput
 from wtours.sample import render_numbered
-from wtours.store import Store
+from wtours.store import Store, file_sha256
 
 PARQUETS = [name for name in RESULT_FILES if name.endswith(".parquet")]
 
@@ -124,3 +125,42 @@ def test_kill_and_resume_gives_identical_parquet(walk_video, darknet_cfg, tmp_pa
     for name in PARQUETS:
         straight = (tmp_path / "straight" / "analysis" / "walk" / name).read_bytes()
         assert (killed_dir / "analysis" / "walk" / name).read_bytes() == straight, name
+
+
+def test_another_file_under_the_same_id_is_analyzed_afresh(walk_video, movie_video, tmp_path):
+    # Same name, same codec, size, rate and frame count: only the content differs.
+    first, second = tmp_path / "a" / "clip.mp4", tmp_path / "b" / "clip.mp4"
+    for source, target in ((walk_video[0], first), (movie_video[0], second)):
+        target.parent.mkdir()
+        shutil.copy(source, target)
+    settings = {"window_seconds": 1.0, "detector": None}
+    [walk] = _analyze([VideoInput("clip", first)], tmp_path / "data", **settings)
+    assert walk.summary["shots"] == 1
+    [movie] = _analyze([VideoInput("clip", second)], tmp_path / "data", **settings)
+    assert (movie.windows_computed, movie.windows_cached) == (4, 0)
+    assert movie.summary["cuts"] == movie_video[1].cut_frames
+    [again] = _analyze([VideoInput("clip", second)], tmp_path / "data", **settings)
+    assert (again.windows_computed, again.windows_cached) == (0, 4)
+
+
+def test_a_fetched_video_is_known_by_its_sha256_not_its_name(walk_video, movie_video, tmp_path):
+    # Both videos padded to one size (MP4 players ignore trailing bytes), so only their content differs.
+    size = max(walk_video[0].stat().st_size, movie_video[0].stat().st_size) + 1000
+    walk, movie = (path.read_bytes() for path in (walk_video[0], movie_video[0]))
+    walk, movie = walk + bytes(size - len(walk)), movie + bytes(size - len(movie))
+    store = Store.at(tmp_path)
+    store.videos_dir.mkdir(parents=True)
+    video = store.video_path("tour")
+    video.write_bytes(walk)
+    store.sidecar_path("tour").write_text(json.dumps({"size": size, "sha256": file_sha256(video)}))
+    settings = AnalysisSettings(window_seconds=1.0, detector=None)
+    [first] = analyze_videos([VideoInput("tour", video)], store, settings, show_progress=False)
+    assert first.summary["shots"] == 1
+    # Written again (a new modification time, the same bytes): the fetch's digest still holds, nothing is decoded.
+    video.write_bytes(walk)
+    [same] = analyze_videos([VideoInput("tour", video)], store, settings, show_progress=False)
+    assert (same.windows_computed, same.windows_cached) == (0, 4)
+    # Replaced behind fetch's back by another video of the same size: the sidecar no longer describes it.
+    video.write_bytes(movie)
+    [other] = analyze_videos([VideoInput("tour", video)], store, settings, show_progress=False)
+    assert other.windows_computed == 4 and other.summary["cuts"] == movie_video[1].cut_frames
