@@ -4,6 +4,9 @@ Results per video in ``analysis/<id>/``::
 
     frames.parquet           frame, time, lightness (mean CIE L*), luma, blank, frozen, frame_diff, content_val
     shots.parquet            shot, start_frame (inclusive), end_frame (exclusive), start/end_time, timecodes
+
+``frame`` counts the frames in display order (0, 1, 2, ...); every ``time`` is the frame's presentation
+timestamp in seconds, so a variable-frame-rate video (a phone's) gets real times, not ``frame / fps``.
     objects.parquet          one row per detection: frame, time, class_id, class_name, confidence, x0..y1
     detector_frames.parquet  every frame the detector saw: frame, time, objects, unique_classes
     summary.json             probe, shot count, per-frame object statistics, lightness range, blank time, settings

@@ -101,26 +101,31 @@ def detect_cuts(
         kwargs = {"adaptive_threshold": adaptive_threshold, "min_scene_len": min_scene_len}
     else:
         raise ValueError(f"unknown shot detector {detector!r} (content or adaptive)")
-    if times is None:
-        positions = [FrameTimecode(index, fps) for index in range(len(scores))]
-    else:
+    if times is not None:
         micros = np.round(np.asarray(times, dtype=np.float64) * 1_000_000).astype(np.int64)
-        positions = [FrameTimecode(Timecode(int(pts), MICROSECOND), fps) for pts in micros]
+
+    def position(index: int) -> FrameTimecode:  # made one at a time: hours of video are 10^5-10^6 frames
+        if times is None:
+            return FrameTimecode(index, fps)
+        return FrameTimecode(Timecode(int(micros[index]), MICROSECOND), fps)
+
+    def frame_of(cut: FrameTimecode) -> int:  # a detector reports one of the positions it was given
+        return int(cut.frame_num) if times is None else int(np.searchsorted(micros, cut.pts))
+
     replayed = iter(scores)
 
     class ReplayedScores(base):
         def _calculate_frame_score(self, timecode, frame_img):
             return float(next(replayed))  # called once per frame, in order
 
-    def frame_of(cut) -> int:  # a detector reports one of the positions it was given
-        return int(cut.frame_num) if times is None else int(np.searchsorted(micros, cut.pts))
-
     replay = ReplayedScores(**kwargs)
     cuts: list = []
-    for position in positions:
-        cuts += replay.process_frame(position, None)
-    if positions:
-        cuts += replay.post_process(positions[-1])
+    last = None
+    for index in range(len(scores)):
+        last = position(index)
+        cuts += replay.process_frame(last, None)
+    if last is not None:
+        cuts += replay.post_process(last)
     return sorted({frame for frame in map(frame_of, cuts) if 0 < frame < len(scores)})
 
 

@@ -131,11 +131,14 @@ def _build(store: Store, video_id: str, directory: Path, settings: ProxySettings
 
     path = store.video_path(video_id)
     probe = probe_video(path)
-    rate = exact_frame_rate(path)
     resample = probe.variable_frame_rate
-    # Resampled, the proxy has a frame at every 1 / rate seconds of the source's duration.
-    frame_count = round(Fraction(probe.duration).limit_denominator(1_000_000) * rate) if resample \
-        else probe.frame_count
+    if resample:
+        # The average rate, measured (frames / duration; a header's "average" may be a guess from the first
+        # frames): the proxy then has as many frames as the source, one every 1 / rate seconds.
+        rate = Fraction(probe.frame_count) / (_stream_timing(path)[1] or Fraction(str(probe.duration)))
+        frame_count = probe.frame_count
+    else:
+        rate, frame_count = exact_frame_rate(path), probe.frame_count
     width, height = proxy_size(probe.width, probe.height, settings.short_side)
     directory.mkdir(parents=True, exist_ok=True)
     shard_count = -(-frame_count // settings.frames_per_shard)
@@ -239,8 +242,8 @@ def _resampling_command(source: Path, first: int, frames: int, rate: Fraction, w
     import ffmpeg
     import imageio_ffmpeg
 
-    origin = _stream_origin(source)
-    seek = max(0.0, float(first / rate) + origin - 1.0)
+    origin = float(_stream_timing(source)[0])
+    seek = max(0.0, float(first / rate) - 1.0)  # -ss counts from the file's start, whatever -copyts keeps
     video = ffmpeg.input(str(source), ss=f"{seek:.6f}", copyts=None, noaccurate_seek=None).video
     if origin:
         video = video.filter("setpts", f"PTS-{origin:.9f}/TB")  # grid slot 0 is the stream's first frame
@@ -255,13 +258,15 @@ def _resampling_command(source: Path, first: int, frames: int, rate: Fraction, w
     )
 
 
-def _stream_origin(path: Path) -> float:
-    """Seconds at which the video stream's first frame is stamped (0 in most files)."""
+def _stream_timing(path: Path) -> tuple[Fraction, Fraction]:
+    """(when the first frame is stamped, how long the stream lasts or 0 when the header does not say),
+    exactly, in seconds."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        time_base = stream.time_base or Fraction(1, 1)
+        return Fraction(stream.start_time or 0) * time_base, Fraction(stream.duration or 0) * time_base
 
 
 def split_jpeg_stream(stream: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[bytes]:
