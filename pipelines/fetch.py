@@ -35,7 +35,7 @@ from wtours import __version__
 from wtours.errors import BusyError, WtoursError, os_error_message, prefixed
 from wtours.manifest import FigshareSource, FileSource, Manifest, VideoEntry
 from wtours.progress import console, make_progress
-from wtours.store import Store, atomic_path, atomic_write_json, copy_file, read_json
+from wtours.store import Store, atomic_path, atomic_write_json, check_writable, copy_file, read_json
 from wtours.video import VideoProbe, verify_video
 
 FIGSHARE_API_ENV = "WTOURS_FIGSHARE_API"
@@ -93,11 +93,16 @@ def fetch_videos(
 ) -> list[FetchResult]:
     """Fetch ``entries`` one after the other; a failing video never stops the others."""
     ytdlp_params = ytdlp_options(options)  # bad --yt-dlp options fail here, before any download
+    if not all(store.is_verified(entry.id) for entry in entries):
+        check_writable(store.state_path("any").parent)  # a read-only data directory: one line, before any work
     results = []
-    with make_progress(transfer=True) as progress:
+    progress = _DownloadBars()
+    try:
         for entry in entries:
             fetcher = _VideoFetcher(entry, manifest, store, options, ytdlp_params, progress)
             results.append(fetcher.run())
+    finally:
+        progress.stop()
     _print_results(results, store)
     return results
 
@@ -566,6 +571,27 @@ class _VideoFetcher:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+class _DownloadBars:
+    """The download progress bars, started with the first download: a run that downloads nothing (local
+    files, verified videos, an error before any transfer) prints no empty bar."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None
+
+    def add_task(self, *args: Any, **kwargs: Any) -> Any:
+        if self._progress is None:
+            self._progress = make_progress(transfer=True)
+            self._progress.start()
+        return self._progress.add_task(*args, **kwargs)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._progress.update(*args, **kwargs)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
 
 
 class _YtdlpLogger:

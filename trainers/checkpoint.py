@@ -19,9 +19,19 @@ from wtours.store import atomic_path
 FORMAT_VERSION = 1
 
 
+REQUIRED_KEYS = ("step", "method")
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
+    # Through a Python file object: a full disk is then an OSError naming the path (ENOSPC), where
+    # torch's own file writer would raise an unexplained RuntimeError.
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        try:
+            torch.save({"format": FORMAT_VERSION, **payload}, stream)
+        except RuntimeError as err:
+            if isinstance(err.__context__, OSError):  # torch closing its archive after the failed write
+                raise err.__context__ from None
+            raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -31,4 +41,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise WtoursError(f"{path}: not a readable wtours checkpoint ({err.__class__.__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise WtoursError(f"{path}: not a wtours checkpoint of format {FORMAT_VERSION}")
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing or not isinstance(payload["step"], int) or not isinstance(payload["method"], dict):
+        raise WtoursError(f"{path}: a damaged wtours checkpoint (no valid {', '.join(missing or REQUIRED_KEYS)})")
     return payload

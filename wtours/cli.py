@@ -317,6 +317,10 @@ def analyze(
         from wtours.manifest import load_manifest
 
         selected = videos_from_manifest(load_manifest(manifest), _split_ids(only), group, store)
+    if figure is not None:  # a read-only or forbidden figure folder: say so before the analysis, not after
+        from wtours.store import check_writable
+
+        check_writable(out or store.root / "figures")
     results = analyze_videos(selected, store, settings, executor=executor, workers=workers, ray_address=ray_address)
     print_results(results)
     if figure is not None:

@@ -65,8 +65,8 @@ def atomic_path(path: str | os.PathLike[str], *, staging: str | os.PathLike[str]
             os.chmod(tmp, mode | (0o666 & ~_umask()))
         os.replace(tmp, path)
     except OSError as err:
-        if err.filename is None:
-            err.filename = str(path)
+        if err.filename is None or Path(err.filename).name.startswith(f".{path.name}."):
+            err.filename = str(path)  # the file the user knows of, not our temporary name for it
         raise
     finally:
         if tmp is not None:
@@ -115,6 +115,18 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while chunk := stream.read(4 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_writable(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` if needed and a file in it, or raise the OSError that says why not (read-only,
+    permission): a command calls it before its first long step rather than fail after it."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        err.filename = str(folder)
+        raise
 
 
 def copy_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> str:
