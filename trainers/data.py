@@ -3,26 +3,60 @@
 The curated path is ``wtours.pipelines.clipdata.ClipDataset`` (clips of the curated proxies); the
 small-data path (tests, the demo, a quick look at a few videos) decodes frames straight into memory.
 The order of items, split across processes and resumable mid-epoch, is ``ClipSampler``'s in both cases.
+Clips of different sizes (a 16:9 and a 2.39:1 source, a portrait phone video) batch together: ``collate_clips``
+crops them to the batch's common size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from wtours.trainers.config import DataConfig
 
 
-class FramesDataset(Dataset):
-    """Clips held in memory (tests, the demo): ``frames`` uint8 [N, T, 3, H, W]."""
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch dataset items whose ``frames`` may differ in height and width: each clip is cropped, centred, to
+    the smallest height and the smallest width in the batch, then stacked as uint8 [B, T, 3, H, W].
 
-    def __init__(self, frames: torch.Tensor):
-        if frames.dtype != torch.uint8 or frames.ndim != 5:
-            raise ValueError("frames must be uint8 [N, T, 3, H, W]")
-        self.frames = frames
+    Centred, not random: the views that follow (random resized crops, flips) are where randomness belongs,
+    seeded per step, so a resumed run stays bit-exact; a crop drawn here, inside a loader worker, would
+    depend on the worker's seed. Cropped, not resized: objects keep their scale and shape. The cost is the
+    borders of the wider clips in a mixed batch (a 2.39:1 clip beside 16:9 ones loses a quarter of its
+    width, a portrait clip beside landscape ones is cut to a square); a batch of one shape is untouched.
+    """
+    heights = {item["frames"].shape[-2] for item in items}
+    widths = {item["frames"].shape[-1] for item in items}
+    if len(heights) > 1 or len(widths) > 1:
+        height, width = min(heights), min(widths)
+        items = [{**item, "frames": center_crop(item["frames"], height, width)} for item in items]
+    return default_collate(items)
+
+
+def center_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The centred ``height`` x ``width`` window of ``frames`` [..., H, W] (a view, no copy)."""
+    top = (frames.shape[-2] - height) // 2
+    left = (frames.shape[-1] - width) // 2
+    return frames[..., top : top + height, left : left + width]
+
+
+class FramesDataset(Dataset):
+    """Clips held in memory (tests, the demo): ``frames`` uint8 [N, T, 3, H, W], or a list of uint8
+    [T, 3, H, W] clips whose sizes differ (several videos of different aspect ratios)."""
+
+    def __init__(self, frames: torch.Tensor | Sequence[torch.Tensor]):
+        clips = frames if isinstance(frames, torch.Tensor) else list(frames)
+        if isinstance(clips, torch.Tensor):
+            valid = clips.dtype == torch.uint8 and clips.ndim == 5
+        else:
+            valid = all(clip.dtype == torch.uint8 and clip.ndim == 4 for clip in clips)
+        if not valid:
+            raise ValueError("frames must be uint8 [N, T, 3, H, W] or a list of uint8 [T, 3, H, W]")
+        self.frames = clips
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -77,7 +111,9 @@ def decode_frames(
     if not clips:
         names = ", ".join(str(p) for p in video_paths) or "no videos"
         raise WtoursError(f"no clip of {frames_per_clip} frame(s) every {every} frames decoded from {names}")
-    return FramesDataset(torch.stack(clips))
+    if len({clip.shape for clip in clips}) == 1:
+        return FramesDataset(torch.stack(clips))
+    return FramesDataset(clips)  # videos of different sizes: cropped to a common size per batch
 
 
 def clip_dataset(config: DataConfig, seed: int) -> Dataset:

@@ -99,7 +99,10 @@ def clip_per_parameter(model: nn.Module, max_norm: float) -> float:
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    return torch.utils.data.default_collate(items)
+    """Clips of any size batch: cropped, centred, to the batch's common size (see ``collate_clips``)."""
+    from wtours.trainers.data import collate_clips
+
+    return collate_clips(items)
 
 
 class MetricsLog:
@@ -262,16 +265,19 @@ def _train(
     if resume and not checkpoint_path.exists() and process.is_main:
         console.print(f"no checkpoint in {run_dir} yet: starting from step 0", highlight=False)
     if resume and checkpoint_path.exists():
+        from wtours.trainers.resume import check_resume, restore, saved_config
+
         state = load_checkpoint(checkpoint_path)
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        # Before anything is loaded or written: a changed setting is refused, naming each key.
+        notices = check_resume(
+            saved_config(state), config_to_tree(config), checkpoint=checkpoint_path, steps_done=int(state["step"]),
+            total_steps=total_steps, saved_steps_per_epoch=state.get("steps_per_epoch"),
+            steps_per_epoch=steps_per_epoch,
+        )  # fmt: skip
+        restore(state, {"method": method, "optimizer": optimizer, "scaler": scaler}, checkpoint_path)
         start_step = int(state["step"])
-        if state.get("steps_per_epoch") != steps_per_epoch:
-            raise WtoursError(
-                f"{checkpoint_path}: saved with {state.get('steps_per_epoch')} steps per epoch, now "
-                f"{steps_per_epoch}: resume with the same data, batch size and number of processes"
-            )
+        for notice in notices if process.is_main else []:
+            console.print(f"resuming {run_dir}: {notice}", highlight=False, markup=False)
 
     if process.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
