@@ -92,18 +92,24 @@ def decode_frames(
             raise WtoursError(f"{path}: cannot open video ({err.__class__.__name__})") from None
         frames: list[torch.Tensor] = []
         with container:
+            if not container.streams.video:
+                raise WtoursError(f"{path}: no video stream (an audio file?)")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for index, frame in enumerate(container.decode(stream)):
-                if index % every:
-                    continue
-                scale = short_side / min(frame.width, frame.height)
-                width, height = round(frame.width * scale / 2) * 2, round(frame.height * scale / 2) * 2
-                rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
-                frames.append(torch.from_numpy(rgb).permute(2, 0, 1))
-                total += 1
-                if total >= max_frames:
-                    break
+            try:
+                for index, frame in enumerate(container.decode(stream)):
+                    if index % every:
+                        continue
+                    scale = short_side / min(frame.width, frame.height)
+                    width, height = round(frame.width * scale / 2) * 2, round(frame.height * scale / 2) * 2
+                    rgb = frame.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                    frames.append(torch.from_numpy(rgb).permute(2, 0, 1))
+                    total += 1
+                    if total >= max_frames:
+                        break
+            except av.error.FFmpegError as err:
+                raise WtoursError(f"{path}: decoding failed after {len(frames)} sampled frames "
+                                  f"({err.__class__.__name__}); is the file truncated?") from None  # fmt: skip
         usable = len(frames) - len(frames) % frames_per_clip
         clips += [torch.stack(frames[i : i + frames_per_clip]) for i in range(0, usable, frames_per_clip)]
         if total >= max_frames:

@@ -1028,7 +1028,7 @@ def main() -> None:
     (a manifest, option or file to fix), 1 a run that could not finish (a failed video, a video another run
     holds, the data directory read-only or full), 130 interrupted."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="wtours")
     except WtoursError as err:
         _fail(one_line(str(err)), err.exit_code)
     except OSError as err:
