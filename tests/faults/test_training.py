@@ -32,6 +32,18 @@ def test_a_batch_of_clips_of_different_sizes_is_cropped_centred_to_their_common_
     assert torch.equal(same["frames"][1], wide), "a batch of one shape is untouched"
 
 
+def test_videos_of_two_aspect_ratios_decode_into_one_training_set(make_video) -> None:
+    """`wtours pretrain --video a.mp4 --video b.mp4`, a 16:9 and a 2.37:1 file: held as clips of their own sizes."""
+    from wtours.trainers.data import decode_frames
+
+    videos = [make_video("hd.mp4", frames=6, width=96, height=54), make_video("scope.mp4", frames=6, width=128,
+                                                                               height=54)]  # fmt: skip
+    dataset = decode_frames(videos, every=3, short_side=48)
+    shapes = [tuple(dataset[i]["frames"].shape) for i in range(len(dataset))]
+    assert shapes == [(1, 3, 48, 86)] * 2 + [(1, 3, 48, 114)] * 2
+    assert collate_clips([dataset[i] for i in range(4)])["frames"].shape == (4, 1, 3, 48, 86)
+
+
 @pytest.fixture
 def two_aspect_ratios(make_video, tmp_path: Path) -> Path:
     """Curated clips of a 16:9 and a 2.37:1 video (96x54 and 128x54)."""
