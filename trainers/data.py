@@ -136,3 +136,36 @@ def clip_dataset(config: DataConfig, seed: int) -> Dataset:
         filters=config.filters,
         seed=seed,
     )
+
+
+class FrameClips(Dataset):
+    """Clips of ``frames_per_clip`` frames ``stride`` apart starting at every frame of in-memory ``frames``
+    (uint8 [N, 3, H, W]) — the DoRA release's sampling, any start — that stay inside one ``segment``.
+
+    ``segments`` are [start, end) frame ranges (shots: a clip never crosses a cut, as the curated index); None
+    is one segment of all the frames. The small-data form of ``ClipDataset(mode="any_start")``.
+    """
+
+    def __init__(
+        self,
+        frames: torch.Tensor,
+        frames_per_clip: int,
+        stride: int,
+        segments: Sequence[tuple[int, int]] | None = None,
+    ):
+        if frames.dtype != torch.uint8 or frames.ndim != 4:
+            raise ValueError("frames must be uint8 [N, 3, H, W]")
+        span = (frames_per_clip - 1) * stride
+        ranges = segments if segments is not None else [(0, len(frames))]
+        starts = [start for first, end in ranges for start in range(first, end - span)]
+        if not starts:
+            raise ValueError(f"no clip of {frames_per_clip} frames {stride} apart fits in any segment")
+        self.frames = frames
+        self.starts = torch.tensor(starts)
+        self.offsets = torch.arange(frames_per_clip) * stride
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"frames": self.frames[self.starts[index] + self.offsets], "clip": index}

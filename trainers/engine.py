@@ -34,6 +34,7 @@ from wtours.trainers.schedules import cosine_schedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
 ENCODER_NAME = "encoder.safetensors"
+INITIAL_ENCODER_NAME = "encoder_init.safetensors"  # the encoder at step 0 (`eval ... --untrained`)
 
 
 class NonFiniteLossError(WtoursError):
@@ -284,6 +285,8 @@ def _train(
         import yaml
 
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_tree(config), sort_keys=False))
+        if start_step == 0:  # the same network before any step: the floor its evaluations should beat
+            export_encoder(method.encoder(), method.encoder_spec(config), run_dir / INITIAL_ENCODER_NAME)
     metrics = MetricsLog(run_dir / "metrics.jsonl", start_step, enabled=process.is_main)
 
     optimization = Optimization(

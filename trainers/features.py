@@ -65,14 +65,20 @@ def load_encoder(
     `wtours.trainers.backbones.export_encoder` writes. Works offline: nothing is downloaded. At input sizes
     other than the training size, the position table is resized by the file's ``pos_embed`` rule (default:
     DINO's official interpolation, see `wtours.trainers.backbones`).
-    ``untrained=True`` gives the same architecture at timm's random initialisation (seed 0) instead: the
-    baseline a trained encoder's evaluation should beat.
+    ``untrained=True`` gives the same network before training instead, the floor a trained encoder's
+    evaluation should beat: the run's own encoder at step 0 (``encoder_init.safetensors``, which the engine
+    writes beside the encoder), else the architecture at timm's random initialisation (seed 0).
     """
     import timm
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
+    from wtours.trainers.engine import INITIAL_ENCODER_NAME
+
     weights_path = encoder_file(weights_path)
+    initial = weights_path.with_name(INITIAL_ENCODER_NAME)
+    if untrained and weights_path.name != INITIAL_ENCODER_NAME and initial.is_file():
+        return load_encoder(arch, initial, dynamic_img_size=dynamic_img_size)
     if not weights_path.is_file():
         raise WtoursError(f"{weights_path}: no such weights file")
     try:

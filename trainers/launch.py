@@ -74,19 +74,21 @@ def run_knn(
     sample_dir: Path,
     untrained: bool = False,
 ) -> dict[str, Any]:
-    """Weighted k-NN of an exported encoder; ``labelled_dir=None`` builds and uses the sample's set.
+    """Weighted k-NN of an exported encoder; ``labelled_dir=None`` builds and uses the study set
+    (`wtours.sample.study.make_study_labelled_set`) in ``sample_dir``.
     ``untrained=True`` evaluates the encoder's architecture at random initialisation instead (the baseline)."""
     import torch
 
+    from wtours.sample.study import make_study_labelled_set
     from wtours.store import atomic_write_json
     from wtours.trainers.engine import resolve_device
     from wtours.trainers.features import encoder_file, load_encoder
-    from wtours.trainers.knn import evaluate_knn, make_sample_labelled_set
+    from wtours.trainers.knn import evaluate_knn
 
     encoder_path = encoder_file(encoder_path)
     encoder = load_encoder(None, encoder_path, untrained=untrained)
     if labelled_dir is None:
-        labelled_dir = make_sample_labelled_set(sample_dir)
+        labelled_dir = make_study_labelled_set(sample_dir)
     with torch.inference_mode():
         result = evaluate_knn(
             encoder,
