@@ -9,6 +9,9 @@ one valid start gives one row: ``start_frame`` is its first valid start and ``ma
 following starts are valid too (the run within the window), so the DoRA-style "any frame may start a
 clip" mode draws from ``start_frame .. start_frame + max_shift`` without re-reading the analysis.
 
+Frame numbers are those of the training proxy the clips are read from: the analysis's own for a
+constant-rate video, mapped by time (``on_proxy_frames``) for a variable-rate one, whose proxy is resampled.
+
 Scores are kept for every clip and nothing is dropped for them: ``darkness`` (1 - mean L*/100 of the T
 frames) and ``motion`` (mean absolute grey-level change between consecutive sampled frames, 0..1) are
 thresholded at training time (``ClipDataset(filters=...)``).
@@ -120,6 +123,23 @@ def build_clip_index(
     index["darkness"] = 1.0 - index["lightness_mean"] / 100.0
     index["motion"] = motion(starts) if motion is not None and len(starts) else np.nan
     return index
+
+
+def on_proxy_frames(frames: pd.DataFrame, shots: pd.DataFrame, shown: np.ndarray, times: np.ndarray
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """The analysis tables restated in the frames of the training proxy that clips are read from.
+
+    Proxy frame ``i`` shows analysis frame ``shown[i]`` and is shown at ``times[i]`` (see
+    ``ProxyReader.frames_shown``): it takes that frame's lightness and blank/frozen flags, and a shot starts
+    at the first proxy frame showing one of its frames. For a constant-rate video ``shown`` is ``0..n-1``
+    and the tables come back as they were; for a resampled (variable-rate) one, a clip counted in proxy
+    frames then crosses a cut, or samples a blank frame, exactly when the frames it shows do.
+    """
+    frames = frames.sort_values("frame")
+    columns = {name: frames[name].to_numpy()[shown] for name in ("lightness", "blank", "frozen")}
+    on_proxy = pd.DataFrame({"frame": np.arange(len(shown), dtype=np.int64), "time": times, **columns})
+    shot_starts = np.searchsorted(shown, shots["start_frame"].to_numpy(np.int64), side="left")
+    return on_proxy, pd.DataFrame({"start_frame": shot_starts.astype(np.int64)})
 
 
 def _first_valid_start_per_window(valid: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from wtours.errors import WtoursError, prefixed
-from wtours.pipelines.clip_index import ClipSpec, build_clip_index, clip_motion
+from wtours.pipelines.clip_index import ClipSpec, build_clip_index, clip_motion, on_proxy_frames
 from wtours.pipelines.proxy import ProxyReader, ProxySettings, ensure_proxy
 from wtours.store import Store, atomic_path
 
@@ -47,11 +47,15 @@ def curate_video(store: Store, video_id: str, options: CurateOptions = CurateOpt
     frames, shots = _analysis_tables(store, video_id)
     directory = ensure_proxy(store, video_id, options.proxy, show_progress=show_progress)
     reader = ProxyReader(directory, rebuild_hint=f"wtours curate --only {video_id}")
-    if len(frames) > reader.frame_count:
+    if len(frames) > reader.source_frame_count:
         raise WtoursError(
-            f"{video_id}: the analysis covers {len(frames)} frames but the video has {reader.frame_count}; "
+            f"{video_id}: the analysis covers {len(frames)} frames but the video has {reader.source_frame_count}; "
             f"re-run `wtours analyze --only {video_id}`"
         )
+    # Clips are counted in proxy frames; a variable-rate video's proxy is resampled, so map by time.
+    shown, times = reader.frames_shown(frames.sort_values("frame")["time"].to_numpy(),
+                                       until=float(shots["end_time"].max()))  # fmt: skip
+    frames, shots = on_proxy_frames(frames, shots, shown, times)
     if len(frames) < reader.frame_count:  # e.g. `wtours analyze --duration`: only measured frames are curated
         console.print(f"[yellow]{video_id}[/]: the analysis covers the first {len(frames)} of "
                       f"{reader.frame_count} frames; clips come from those only", highlight=False)  # fmt: skip
@@ -115,4 +119,7 @@ def _analysis_tables(store: Store, video_id: str) -> tuple[pd.DataFrame, pd.Data
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
         raise WtoursError(f"{video_id}: no {' or '.join(missing)} in {folder}; run `wtours analyze --only {video_id}`")
-    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+    frames, shots = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
+    if "end_time" not in shots.columns:  # where the analysis ends: the proxy frames it covers
+        raise WtoursError(f"{video_id}: {paths[1]} lacks end_time; re-run `wtours analyze --only {video_id}`")
+    return frames, shots

@@ -16,7 +16,8 @@ Layout, under ``<data>/proxies/<id>/short<S>/`` (S = short side in pixels)::
 Proxy frame ``i`` is original frame ``i`` (every frame is kept), so clip indices and frame numbers
 need no mapping. A variable-frame-rate source (a phone, an action camera) is resampled to its average
 rate instead: proxy frame ``i`` is the source frame on screen at ``i / rate`` seconds, so clips at a
-fixed stride span fixed times; the sidecar says so (``frame_mapping: resampled``, ``resampled_fps``).
+fixed stride span fixed times; the sidecar says so (``frame_mapping: resampled``, ``resampled_fps``), and
+``ProxyReader.frames_shown`` maps the analysis's source frames onto proxy frames by their times.
 A build is resumable shard by shard (each shard appears by an atomic rename and is
 cut by one ffmpeg run that seeks to its first frame), and a proxy whose source changed, whose
 settings differ, or whose shards are missing, truncated or undecodable is detected and rebuilt.
@@ -24,6 +25,7 @@ settings differ, or whose shards are missing, truncated or undecodable is detect
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import tempfile
@@ -382,6 +384,32 @@ class ProxyReader:
         self._offsets: dict[int, np.ndarray] = {}
         self._files: dict[int, int] = {}
         self._pid = os.getpid()
+
+    @property
+    def source_frame_count(self) -> int:
+        """Frames of the source video (equal to ``frame_count`` unless the proxy was resampled)."""
+        return int(self.sidecar.get("source_frame_count", self.frame_count))
+
+    def frames_shown(self, source_times: np.ndarray, until: float) -> tuple[np.ndarray, np.ndarray]:
+        """(which source frame each proxy frame shows, when it is shown) for the proxy frames before ``until``.
+
+        ``source_times`` are the source frames' presentation times in seconds from the first frame (an
+        analysis's ``frames.time``) and ``until`` when the last of them ends. Proxy frame ``i`` is source
+        frame ``i``, or for a resampled proxy the source frame on screen at ``i / fps``: the last one shown at
+        or before that time, as ffmpeg's ``fps`` filter (``round=up``) picks it. Everything that numbers
+        source frames (cuts, blank frames) reaches the proxy through this mapping.
+        """
+        source_times = np.asarray(source_times, dtype=np.float64)
+        if self.sidecar.get("frame_mapping") != "resampled":
+            count = min(len(source_times), self.frame_count)
+            return np.arange(count, dtype=np.int64), source_times[:count]
+        rate = Fraction(self.sidecar["resampled_fps"])
+        # Times are floats from integer timestamps: a thousandth of a proxy frame absorbs their rounding.
+        count = min(self.frame_count, max(0, math.ceil(until * rate - 1e-3)))
+        proxy_times = np.arange(count, dtype=np.float64) / float(rate)
+        tolerance = 1e-3 / float(rate)
+        shown = np.searchsorted(source_times, proxy_times + tolerance, side="right") - 1
+        return shown.astype(np.int64), proxy_times
 
     def read_bytes(self, frame: int) -> bytes:
         if not 0 <= frame < self.frame_count:

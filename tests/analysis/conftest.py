@@ -48,11 +48,12 @@ class VfrTruth:
 
 def render_vfr(path: Path, times: np.ndarray, *, cut_time: float, numbered: bool = False,
                time_base: Fraction = Fraction(1, 90000), width: int = 160, height: int = 96,
-               faststart: bool = False) -> VfrTruth:  # fmt: skip
+               faststart: bool = False, blank: tuple[float, float] | None = None) -> VfrTruth:  # fmt: skip
     """Encode frames at the given times with PyAV, setting each frame's pts as a phone's encoder does.
 
     The content is two flat-coloured shots (blue, then orange from ``cut_time``) under a brightness ramp
     rising over the whole video, or, with ``numbered``, each frame's own number (wtours.sample.numbered).
+    Frames shown from ``blank[0]`` until ``blank[1]`` are black (a lens cap, a camera turned off).
     """
     times = np.asarray(times, dtype=np.float64)
     lightness = []
@@ -70,6 +71,8 @@ def render_vfr(path: Path, times: np.ndarray, *, cut_time: float, numbered: bool
                 level = 40 + 150 * time / times[-1]
                 colour = np.array((0.3, 0.5, 1.0) if time < cut_time else (1.0, 0.4, 0.2), np.float32) * level
                 rgb = np.clip(np.broadcast_to(colour * across, (height, width, 3)), 0, 255).astype(np.uint8)
+            if blank is not None and blank[0] <= time < blank[1]:
+                rgb = np.zeros((height, width, 3), np.uint8)
             lightness.append(mean_lightness(rgb))
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts, frame.time_base = round(time / time_base), time_base
@@ -104,10 +107,11 @@ def dropped_video(tmp_path_factory) -> tuple[Path, VfrTruth]:
 
 @pytest.fixture
 def make_vfr():
-    """Factory: ``make_vfr(path, seed=3, numbered=True, ...)`` renders irregular frame times (see
-    `render_vfr` for the options)."""
+    """Factory: ``make_vfr(path, seed=3, numbered=True, ...)`` renders irregular frame times, or the ``times``
+    given (see `render_vfr` for the options)."""
 
-    def make(path: Path, *, seed: int = 0, **options) -> VfrTruth:
-        return render_vfr(path, irregular_times(seed=seed), **{"cut_time": 2.0, **options})
+    def make(path: Path, *, seed: int = 0, times: np.ndarray | None = None, **options) -> VfrTruth:
+        times = irregular_times(seed=seed) if times is None else times
+        return render_vfr(path, times, **{"cut_time": 2.0, **options})
 
     return make

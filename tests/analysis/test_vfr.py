@@ -14,6 +14,9 @@ from wtours.analysis.run import RESULT_FILES, analyze_videos
 from wtours.analysis.settings import AnalysisSettings
 from wtours.analysis.window import VideoInput
 from wtours.frames import FrameSize, iter_frames
+from wtours.pipelines.clip_index import ClipSpec
+from wtours.pipelines.clipdata import ClipDataset
+from wtours.pipelines.curate import CurateOptions, curate_video
 from wtours.pipelines.proxy import ProxyReader, ProxySettings, ensure_proxy
 from wtours.sample import read_frame_number
 from wtours.store import Store, read_json
@@ -123,3 +126,51 @@ def test_a_truncated_variable_rate_video_is_still_refused(make_vfr, tmp_path):
     [result] = analyze_videos([VideoInput("cut", cut)], Store.at(tmp_path),
                               AnalysisSettings(detector=None), show_progress=False)  # fmt: skip
     assert not result.ok and ("truncated" in result.error or "decoding failed" in result.error), result.error
+
+
+def _shown_colours(reader: ProxyReader) -> list[str]:
+    """What each proxy frame shows: 'black', 'blue' (the first shot) or 'orange' (the second)."""
+    colours = []
+    for image in reader.read(np.arange(reader.frame_count)).astype(np.float32):
+        red, blue = image[..., 0].mean(), image[..., 2].mean()
+        colours.append("black" if image.mean() < 8 else "blue" if blue > red else "orange")
+    return colours
+
+
+def test_curated_clips_of_a_variable_rate_video_keep_to_one_shot_and_skip_its_blank_frames(make_vfr, tmp_path):
+    """2 s at 60 fps, then 6 s at 10 fps, cut at 2 s, black from 5 to 5.5 s: analysis frame k is shown at a
+    very different time than proxy frame k (the proxy runs at the 22.5 fps average), so clips are placed by
+    time. The analysis of the first 4 s only gives clips of the first 4 s only."""
+    times = np.concatenate([np.arange(120) / 60, 2.0 + np.arange(60) / 10])
+    spec = ClipSpec(frames_per_clip=3, stride=4)
+    for duration in (None, 4.0):
+        store = Store.at(tmp_path / f"data-{duration}")
+        store.videos_dir.mkdir(parents=True)
+        truth = make_vfr(store.video_path("phone"), times=times, cut_time=2.0, blank=(5.0, 5.5))
+        [result] = analyze_videos([VideoInput("phone", store.video_path("phone"))], store,
+                                  AnalysisSettings(detector=None, duration=duration), show_progress=False)  # fmt: skip
+        assert result.ok, result.error
+        index = curate_video(store, "phone", CurateOptions(spec, ProxySettings(short_side=96, frames_per_shard=64)),
+                             show_progress=False)  # fmt: skip
+        reader = ProxyReader(store.root / "proxies" / "phone" / "short96")
+        rate = Fraction(reader.sidecar["resampled_fps"])
+        shown = _shown_colours(reader)
+        reader.close()
+        assert reader.frame_count == 180 and shown.count("black") == round(0.5 * rate)
+
+        dataset = ClipDataset(store.root, ["phone"], frames_per_clip=3, stride=4, mode="any_start")
+        starts = [dataset.locate(item)[1] for item in range(len(dataset))]
+        for start in starts:
+            span = shown[start : start + spec.span]
+            assert len(set(span) - {"black"}) == 1, (duration, start, span)  # one shot, never across the cut
+            assert "black" not in [shown[frame] for frame in spec.frame_numbers(start)], (duration, start)
+        colours = {shown[start] for start in starts}
+        assert colours == {"blue", "orange"}, colours  # clips on both sides of the cut
+        if duration is None:  # and after the black stretch, to the end
+            assert max(starts) + spec.span == reader.frame_count, max(starts)
+        else:
+            last_frame = max(starts) + spec.span - 1  # shown before 4 s, the one after it no longer
+            assert last_frame / rate < 4.0 <= (last_frame + 1) / rate, last_frame
+        assert truth.cut_frame == 120
+        # A clip's start time is its first proxy frame's (frame i is shown at i / rate).
+        np.testing.assert_allclose(index["start_time"], index["start_frame"] / float(rate), atol=1e-9)

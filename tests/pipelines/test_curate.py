@@ -38,7 +38,8 @@ def analysis_tables(n_frames: int, cuts: list[int], blank: list[int], frozen: li
     )
     starts = [0, *cuts]
     ends = [*cuts, n_frames]
-    shots = pd.DataFrame({"shot": range(len(starts)), "start_frame": starts, "end_frame": ends})
+    shots = pd.DataFrame({"shot": range(len(starts)), "start_frame": starts, "end_frame": ends,
+                          "start_time": np.asarray(starts) / 30.0, "end_time": np.asarray(ends) / 30.0})  # fmt: skip
     return frames, shots
 
 
