@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from wtours.pipelines.clip_index import ClipSpec
 from wtours.pipelines.clipdata import ClipDataset
 from wtours.pipelines.curate import CurateOptions, curate_video
-from wtours.pipelines.proxy import ProxySettings, proxy_dir, proxy_size
+from wtours.pipelines.proxy import ProxySettings, proxy_size
 from wtours.store import Store
 
 T, STRIDE, SHORT_SIDE = 8, 60, 320
@@ -187,7 +187,7 @@ def main() -> None:
 
     # build_s is None when a proxy from an earlier run (same --workdir) was reused.
     build: dict[str, dict[str, float | None]] = {}
-    jpeg_dir = proxy_dir(store, "bench4k", SHORT_SIDE)
+    jpeg_dir = store.proxy_dir("bench4k", SHORT_SIDE)
     existed, started = jpeg_dir.exists(), time.perf_counter()
     curate_video(store, "bench4k", CurateOptions(ClipSpec(T, STRIDE), ProxySettings(short_side=SHORT_SIDE)),
                  show_progress=False)  # fmt: skip

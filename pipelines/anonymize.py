@@ -104,11 +104,6 @@ def anonymized_id(video_id: str) -> str:
     return f"{video_id}{ANONYMIZED_SUFFIX}"
 
 
-def parts_dir(store: Store, video_id: str) -> Path:
-    """Where the finished parts of ``video_id``'s unfinished copy wait: ``videos/.<id>-anon.parts/``."""
-    return store.videos_dir / f".{anonymized_id(video_id)}.parts"
-
-
 def anonymize_video(store: Store, video_id: str, settings: AnonymizeSettings = AnonymizeSettings(), *,
                     show_progress: bool = True, taken_ids: Collection[str] = ()) -> AnonymizeResult:  # fmt: skip
     """Write ``videos/<id>-anon.mp4`` with every detected face blurred, and its sidecar (atomically).
@@ -149,7 +144,7 @@ def _anonymize_locked(store: Store, video_id: str, new_id: str, settings: Anonym
     from wtours.video import probe_video
 
     source = store.video_path(video_id)
-    folder = parts_dir(store, video_id)
+    folder = store.parts_dir(new_id)
     identity = source_identity(store, video_id)
     made = _made_copy(store, new_id, identity, settings)
     if made is not None:

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from wtours.errors import WtoursError
-from wtours.pipelines.proxy import ProxyReader, proxy_dir
+from wtours.pipelines.proxy import ProxyReader
 from wtours.store import Store
 
 
@@ -75,12 +75,12 @@ class ClipDataset(Dataset):
             raise WtoursError(f"clip filters are max_darkness and min_motion, got {sorted(filters)}") from None
         self.video_ids = list(video_ids) if video_ids is not None else self._indexed_videos()
         if not self.video_ids:
-            raise WtoursError(f"no clip index under {self.store.root / 'clips'}; run `wtours curate` first")
+            raise WtoursError(f"no clip index under {self.store.clips_dir}; run `wtours curate` first")
         tables, self._proxy_dirs = [], []
         for number, video_id in enumerate(self.video_ids):
             table = self._load_index(video_id)
             short_side = proxy_short_side or (int(table["proxy_short_side"].iloc[0]) if len(table) else 0)
-            self._proxy_dirs.append(proxy_dir(self.store, video_id, short_side))
+            self._proxy_dirs.append(self.store.proxy_dir(video_id, short_side))
             table = table[self.filters.keep(table)]
             tables.append(pd.DataFrame({"video": number, "clip": table["clip"].to_numpy(),
                                         "start_frame": table["start_frame"].to_numpy(),
@@ -123,7 +123,7 @@ class ClipDataset(Dataset):
         return reader
 
     def _indexed_videos(self) -> list[str]:
-        return sorted(path.stem for path in (self.store.root / "clips").glob("*.parquet"))
+        return sorted(path.stem for path in self.store.clips_dir.glob("*.parquet"))
 
     def _load_index(self, video_id: str) -> pd.DataFrame:
         path = self.store.clips_path(video_id)

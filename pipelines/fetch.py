@@ -94,7 +94,7 @@ def fetch_videos(
     """Fetch ``entries`` one after the other; a failing video never stops the others."""
     ytdlp_params = ytdlp_options(options)  # bad --yt-dlp options fail here, before any download
     if not all(store.is_verified(entry.id) for entry in entries):
-        check_writable(store.state_path("any").parent)  # a read-only data directory: one line, before any work
+        check_writable(store.state_dir)  # a read-only data directory: one line, before any work
     results = []
     progress = _DownloadBars()
     try:
@@ -278,7 +278,7 @@ def ffmpeg_dir(store: Store) -> Path:
     import imageio_ffmpeg
 
     binary = Path(imageio_ffmpeg.get_ffmpeg_exe())
-    folder = store.root.resolve() / ".cache" / "bin"
+    folder = store.tools_dir.resolve()
     link = folder / ("ffmpeg.exe" if os.name == "nt" else "ffmpeg")
     with contextlib.suppress(OSError):
         if link.is_symlink() and Path(os.readlink(link)) == binary:

@@ -61,10 +61,6 @@ class ProxySettings:
             raise WtoursError(f"frames per shard must be >= 1, got {self.frames_per_shard}")
 
 
-def proxy_dir(store: Store, video_id: str, short_side: int) -> Path:
-    return store.root / "proxies" / video_id / f"short{short_side}"
-
-
 def proxy_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side at ``short_side`` (never upscaled), both even."""
     scale = min(1.0, short_side / min(width, height))
@@ -111,7 +107,7 @@ def ensure_proxy(store: Store, video_id: str, settings: ProxySettings = ProxySet
     """Build the proxy of ``video_id`` unless an intact, current one exists; return its directory."""
     from wtours.progress import console
 
-    directory = proxy_dir(store, video_id, settings.short_side)
+    directory = store.proxy_dir(video_id, settings.short_side)
     source = source_identity(store, video_id)
     problem = check_proxy(directory, expected_source=source, settings=settings)
     if problem is None:

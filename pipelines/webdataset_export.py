@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from wtours.errors import WtoursError
-from wtours.pipelines.proxy import ProxyReader, proxy_dir
+from wtours.pipelines.proxy import ProxyReader
 from wtours.store import Store, atomic_path
 
 
@@ -28,7 +28,7 @@ def export_webdataset(store: Store, video_id: str, out_dir: Path, *, clips_per_s
     index = pd.read_parquet(index_path)
     if index.empty:
         return []
-    reader = ProxyReader(proxy_dir(store, video_id, int(index["proxy_short_side"].iloc[0])),
+    reader = ProxyReader(store.proxy_dir(video_id, int(index["proxy_short_side"].iloc[0])),
                          rebuild_hint=f"wtours curate --only {video_id}")  # fmt: skip
     shards = []
     try:

@@ -128,3 +128,25 @@ def test_copy_file_makes_an_independent_copy(tmp_path):
     source.write_bytes(b"changed")
     assert len(target.read_bytes()) == 100_000
     assert os.listdir(target.parent) == ["a.mp4"]
+
+
+def test_the_store_names_every_folder_of_the_data_directory(tmp_path):
+    """The layout of the module docstring, spelled in one place (commands ask the Store, never join names)."""
+    store = Store.at(tmp_path)
+    layout = {
+        store.video_path("v"): "videos/v.mp4",
+        store.sidecar_path("v"): "videos/v.json",
+        store.partial_dir("v"): "videos/.partial/v",
+        store.state_path("v"): "videos/.state/v.json",
+        store.lock_path("v"): "videos/.state/v.lock",
+        store.parts_dir("v-anon"): "videos/.v-anon.parts",
+        store.tools_dir: ".cache/bin",
+        store.analysis_dir("v"): "analysis/v",
+        store.figures_dir: "figures",
+        store.clips_path("v"): "clips/v.parquet",
+        store.proxy_dir("v", 320): "proxies/v/short320",
+    }
+    assert {str(path.relative_to(tmp_path)): name for path, name in layout.items()} == {
+        name: name for name in layout.values()
+    }
+    assert not tmp_path.joinpath("videos").exists(), "naming a path creates nothing"

@@ -320,7 +320,7 @@ def analyze(
     if figure is not None:  # a read-only or forbidden figure folder: say so before the analysis, not after
         from wtours.store import check_writable
 
-        check_writable(out or store.root / "figures")
+        check_writable(out or store.figures_dir)
     results = analyze_videos(selected, store, settings, executor=executor, workers=workers, ray_address=ray_address)
     print_results(results)
     if figure is not None:
@@ -329,7 +329,7 @@ def analyze(
         done = [result for result in results if result.ok]
         if not done:
             raise WtoursError("no video was analyzed, so there is nothing to draw")
-        folder = out or store.root / "figures"
+        folder = out or store.figures_dir
         for path in [*draw_figure2(done, folder, duration=duration), *write_table1(done, folder, duration=duration)]:
             typer.echo(path)
     if any(not result.ok for result in results):

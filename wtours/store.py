@@ -7,12 +7,16 @@ Layout under the data directory (``--data-dir`` or ``$WTOURS_DATA_DIR``, default
     videos/.partial/<id>/      staging area of an unfinished download (resumable)
     videos/.state/<id>.json    outcome of the last fetch attempt (e.g. failed, and why)
     videos/.state/<id>.lock    held while a fetch or anonymize of <id> runs; names its holder
-    videos/.<id>-anon.parts/   finished parts of an unfinished anonymized copy (resumable) and the joined
-                               copy while it is written
+    videos/.<id>.parts/        finished parts of a video being made, e.g. an anonymized copy <id> = <orig>-anon
+                               (resumable), and the joined copy while it is written
     .cache/bin/ffmpeg          link to the bundled ffmpeg binary, for yt-dlp
     analysis/<id>/             per-video statistics (Parquet + summary.json)
+    figures/                   the paper's Figure 2 and Table 1 of the analysed videos (``analyze --figure 2``)
     clips/<id>.parquet         curated clip index
     proxies/<id>/short<S>/     training proxy: every frame as JPEG in shards (random access at train size)
+
+``Store`` is the one place these names are spelled: every command asks it for a path, so the layout can be
+read (and changed) here alone.
 """
 
 from __future__ import annotations
@@ -208,13 +212,28 @@ class Store:
         return self.videos_dir / f"{video_id}.json"
 
     def partial_dir(self, video_id: str) -> Path:
+        """Staging area of ``video_id``'s unfinished download (one folder per source inside)."""
         return self.videos_dir / ".partial" / video_id
 
+    def parts_dir(self, video_id: str) -> Path:
+        """Finished parts of ``video_id`` while it is being made from another video (an anonymized copy)."""
+        return self.videos_dir / f".{video_id}.parts"
+
+    @property
+    def state_dir(self) -> Path:
+        """Outcomes of fetch attempts and the per-video locks."""
+        return self.videos_dir / ".state"
+
     def state_path(self, video_id: str) -> Path:
-        return self.videos_dir / ".state" / f"{video_id}.json"
+        return self.state_dir / f"{video_id}.json"
 
     def lock_path(self, video_id: str) -> Path:
-        return self.videos_dir / ".state" / f"{video_id}.lock"
+        return self.state_dir / f"{video_id}.lock"
+
+    @property
+    def tools_dir(self) -> Path:
+        """Programs the store provides to others, e.g. ``ffmpeg`` for yt-dlp."""
+        return self.root / ".cache" / "bin"
 
     def lock(self, video_id: str, holder: str) -> contextlib.AbstractContextManager[None]:
         """Hold ``video_id``'s lock while ``holder`` (``"fetch"``, ``"anonymize"``) writes its files: two runs
@@ -239,11 +258,32 @@ class Store:
             return False
         return True
 
+    @property
+    def analysis_root(self) -> Path:
+        return self.root / "analysis"
+
     def analysis_dir(self, video_id: str) -> Path:
-        return self.root / "analysis" / video_id
+        return self.analysis_root / video_id
+
+    @property
+    def figures_dir(self) -> Path:
+        """Default folder of ``analyze --figure 2``'s figure and table."""
+        return self.root / "figures"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.root / "clips"
 
     def clips_path(self, video_id: str) -> Path:
-        return self.root / "clips" / f"{video_id}.parquet"
+        return self.clips_dir / f"{video_id}.parquet"
+
+    def proxies_dir(self, video_id: str) -> Path:
+        """Every training proxy of ``video_id`` (one per short side)."""
+        return self.root / "proxies" / video_id
+
+    def proxy_dir(self, video_id: str, short_side: int) -> Path:
+        """The training proxy of ``video_id`` at ``short_side`` pixels (see wtours.pipelines.proxy)."""
+        return self.proxies_dir(video_id) / f"short{short_side}"
 
     def sidecar(self, video_id: str) -> dict[str, Any] | None:
         return read_json(self.sidecar_path(video_id))

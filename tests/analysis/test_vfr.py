@@ -152,7 +152,7 @@ def test_curated_clips_of_a_variable_rate_video_keep_to_one_shot_and_skip_its_bl
         assert result.ok, result.error
         index = curate_video(store, "phone", CurateOptions(spec, ProxySettings(short_side=96, frames_per_shard=64)),
                              show_progress=False)  # fmt: skip
-        reader = ProxyReader(store.root / "proxies" / "phone" / "short96")
+        reader = ProxyReader(store.proxy_dir("phone", 96))
         rate = Fraction(reader.sidecar["resampled_fps"])
         shown = _shown_colours(reader)
         reader.close()

@@ -169,7 +169,7 @@ anonymize_video(Store.at(sys.argv[1]), "walk", AnonymizeSettings(detect_width=64
 def test_anonymize_killed_at_a_random_part_resumes_to_the_same_copy(make_video, tmp_path: Path) -> None:
     import sys
 
-    from wtours.pipelines.anonymize import AnonymizeSettings, anonymize_video, parts_dir
+    from wtours.pipelines.anonymize import AnonymizeSettings, anonymize_video
     from wtours.store import Store
 
     source = make_video("walk.mp4", frames=12, width=64, height=48, audio=True)  # 4 parts of 3 frames
@@ -180,7 +180,7 @@ def test_anonymize_killed_at_a_random_part_resumes_to_the_same_copy(make_video, 
     settings = AnonymizeSettings(detect_width=64, preset="veryfast", segment_frames=3)
     straight = anonymize_video(stores["straight"], "walk", settings, show_progress=False)
 
-    folder = parts_dir(stores["killed"], "walk")
+    folder = stores["killed"].parts_dir("walk-anon")
     point = rng("anonymize").randint(1, 5)  # after 1..4 finished parts, or once the joined copy is being written
 
     def reached() -> bool:

@@ -19,7 +19,7 @@ import pytest
 
 from wtours.errors import WtoursError
 from wtours.frames import iter_frames
-from wtours.pipelines.anonymize import AnonymizeSettings, FaceBlurrer, anonymize_video, part_bounds, parts_dir
+from wtours.pipelines.anonymize import AnonymizeSettings, FaceBlurrer, anonymize_video, part_bounds
 from wtours.sample.encode import h264_writer
 from wtours.sample.photos import load_photo, photo_paths
 from wtours.store import Store, read_json
@@ -121,7 +121,7 @@ def test_anonymize_blurs_faces_keeps_the_rest_and_records_the_copy(
     # Parts of 4 frames last 133.33 ms: were their durations rounded to milliseconds (the MP4 default), the
     # joined part after would start early, and frame i would drift from i/30 s.
     assert frame_times(store.video_path("tour-anon")) == [Fraction(index, 30) for index in range(N_FRAMES)]
-    assert not parts_dir(store, "tour").exists()
+    assert not store.parts_dir("tour-anon").exists()
 
     sidecar = read_json(store.sidecar_path("tour-anon"))
     assert sidecar["derived_from"] == "tour" and sidecar["anonymized"]["faces"] == 2 * N_FRAMES
@@ -191,7 +191,7 @@ def test_a_killed_run_resumes_without_redoing_finished_parts(tmp_path: Path, cou
         child.kill()
         child.wait()
         child.stderr.close()
-    folder = parts_dir(store, "tour")
+    folder = store.parts_dir("tour-anon")
     finished = [folder / name for name in ("00000.mp4", "00000.json", "00001.mp4", "00001.json")]
     stamps = [(path.stat().st_ino, path.stat().st_mtime_ns) for path in finished]
     assert not (folder / "00002.json").exists() and not store.video_path("tour-anon").exists()
@@ -243,7 +243,7 @@ def test_parts_made_with_other_settings_are_discarded(tmp_path: Path, make_video
     monkeypatch.setattr(FaceBlurrer, "blur", blur_until_interrupted)
     with pytest.raises(Interrupted):  # like Ctrl-C in the third part
         anonymize_video(store, "walk", settings, show_progress=False)
-    folder = parts_dir(store, "walk")
+    folder = store.parts_dir("walk-anon")
     assert sorted(path.name for path in folder.iterdir()) == ["00000.json", "00000.mp4", "00001.json",
                                                                "00001.mp4", "fingerprint.json"]  # fmt: skip
 
@@ -278,7 +278,7 @@ def test_a_different_video_named_like_the_copy_is_never_overwritten(tmp_path: Pa
     with pytest.raises(WtoursError, match=r"walk-anon.mp4 is another video \(url: http://x/y.mp4\), not an "
                                           r"anonymized copy of walk; move it away"):  # fmt: skip
         anonymize_video(store, "walk", settings, show_progress=False)
-    assert store.video_path("walk-anon").read_bytes() == other and not parts_dir(store, "walk").exists()
+    assert store.video_path("walk-anon").read_bytes() == other and not store.parts_dir("walk-anon").exists()
 
     store.video_path("walk-anon").unlink()
     store.sidecar_path("walk-anon").unlink()
@@ -328,7 +328,7 @@ def test_a_kill_while_joining_leaves_nothing_in_videos_and_the_next_run_finishes
         child.kill()  # SIGKILL: no clean-up runs
         child.wait()
         child.stderr.close()
-    joined = [path for path in parts_dir(store, "walk").iterdir() if path.name.startswith(".walk-anon.mp4.")]
+    joined = [path for path in store.parts_dir("walk-anon").iterdir() if path.name.startswith(".walk-anon.mp4.")]
     assert len(joined) == 1 and joined[0].stat().st_size > 0, "the joined copy waits in the parts folder"
     assert sorted(os.listdir(store.videos_dir)) == [".state", ".walk-anon.parts", "walk.mp4"]
     (store.videos_dir / ".walk-anon.mp4.abcd1234.tmp").write_bytes(b"\0" * 1000)  # as an older version left them

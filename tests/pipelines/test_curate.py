@@ -11,7 +11,7 @@ import pytest
 from wtours.errors import WtoursError
 from wtours.pipelines.clip_index import ClipSpec, build_clip_index, valid_starts
 from wtours.pipelines.curate import CurateOptions, curate_video, curate_videos
-from wtours.pipelines.proxy import ProxyReader, ProxySettings, check_proxy, ensure_proxy, proxy_dir
+from wtours.pipelines.proxy import ProxyReader, ProxySettings, check_proxy, ensure_proxy
 from wtours.sample.numbered import read_frame_number, render_numbered
 from wtours.store import Store
 
@@ -103,7 +103,7 @@ def test_curate_writes_proxy_and_index_with_exact_frames(numbered_store: Store) 
     index = curate_video(numbered_store, "num", CurateOptions(SPEC, PROXY), show_progress=False)
     assert pd.read_parquet(numbered_store.clips_path("num")).equals(index)
     assert index.motion.notna().all() and (index.motion > 0).all()  # numbers change between frames
-    reader = ProxyReader(proxy_dir(numbered_store, "num", PROXY.short_side))
+    reader = ProxyReader(numbered_store.proxy_dir("num", PROXY.short_side))
     assert (reader.frame_count, reader.width, reader.height) == (N_FRAMES, 160, 96)
     # Every proxy frame, across all five shards, is the original frame with the same number.
     assert [read_frame_number(image) for image in reader.read(np.arange(N_FRAMES))] == list(range(N_FRAMES))
