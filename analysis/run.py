@@ -45,7 +45,7 @@ from wtours.errors import WtoursError
 from wtours.frames import StreamInfo, stream_info
 from wtours.manifest import Manifest
 from wtours.progress import console, make_progress
-from wtours.store import Store, atomic_path, atomic_write_json, read_json
+from wtours.store import Store, atomic_path, atomic_write_json, check_writable, read_json
 
 MIB = 1 << 20
 RESULT_FILES = ("frames.parquet", "shots.parquet", "objects.parquet", "detector_frames.parquet", "summary.json")
@@ -81,7 +81,8 @@ def analyze_videos(
     """Analyze every video (one decode pass per window), merge, and write ``analysis/<id>/``.
 
     A video that fails (unreadable, truncated) gets an error in its result; the others complete,
-    and its finished windows stay cached for the next run.
+    and its finished windows stay cached for the next run. An OSError on the analysis folder (read-only,
+    full) is raised at once instead: every other video would fail the same way.
     """
     settings = settings or AnalysisSettings()
     threads = threads_per_worker(workers) if executor == "local" else 1
@@ -106,6 +107,7 @@ def analyze_videos(
     for video_id, tasks in tasks_of.items():
         by_id[video_id].windows_cached = len(tasks) - sum(task.video_id == video_id for task in pending)
     if pending:
+        check_writable(store.analysis_root)  # a read-only data directory: one line, before any decoding
         # Every analyzer loads (a detector's weights, checked on a blank frame) before any frame is decoded:
         # bad weights are an error about the options, not about each video, found in seconds.
         load_analyzers(build_analyzers(pending[0].stream, settings))
@@ -117,6 +119,8 @@ def analyze_videos(
             bar = progress.add_task("analyze", total=sum(task.frames for task in pending))
         try:
             for outcome in run_tasks(pending, executor=executor, workers=workers, ray_address=ray_address):
+                if outcome.disk_error:
+                    raise OSError(*outcome.disk_error)
                 result = by_id[outcome.video_id]
                 if outcome.error:
                     result.errors.append(outcome.error)

@@ -17,6 +17,7 @@ the stream and the video's content identity, so another file under the same id n
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 from wtours.analysis.base import Analyzer, one_line
 from wtours.analysis.settings import AnalysisSettings, detector_key, settings_hash
-from wtours.errors import WtoursError
+from wtours.errors import WtoursError, os_error_message
 from wtours.frames import FrameSize, StreamInfo, iter_frames, scaled_size
 from wtours.store import atomic_path, atomic_write_text, read_json
 
@@ -69,6 +70,9 @@ class WindowOutcome:
     computed: list[str] = field(default_factory=list)  # analyzers run (empty: everything was cached)
     error: str | None = None
     seconds: float = 0.0
+    # (errno, strerror, file) of an OSError on the analysis folder (read-only, full): not this video's fault,
+    # so the run stops instead of failing every window alike. Plain data: it travels back from a Ray node.
+    disk_error: tuple[int, str, str] | None = None
 
 
 def plan_windows(
@@ -179,7 +183,8 @@ def window_span(folder: Path, start: int, end: int) -> dict[str, Any]:
 def run_window(task: WindowTask) -> WindowOutcome:
     """Decode the window once, feed every analyzer whose result is missing, write their tables.
 
-    Never raises: a broken video becomes ``outcome.error`` (one line) so the other work goes on.
+    Never raises: a broken video becomes ``outcome.error`` (one line) so the other work goes on; an
+    OSError on the analysis folder, where every window writes, becomes ``outcome.disk_error``.
     """
     began = time.perf_counter()
     outcome = WindowOutcome(task.video_id, task.start, task.end)
@@ -196,10 +201,19 @@ def run_window(task: WindowTask) -> WindowOutcome:
             outcome.computed.append(analyzer.name)
     except WtoursError as err:
         outcome.error = str(err)
+    except OSError as err:
+        if err.filename is not None and _inside(err.filename, task.analysis_dir):
+            outcome.disk_error = (err.errno, err.strerror or str(err), str(err.filename))
+        else:  # the video's own file (unreadable, gone): the path and the errno name, as the CLI says it
+            outcome.error = os_error_message(err)
     except Exception as err:  # a bug or a library failure: report it with where it happened, keep going
         outcome.error = one_line(err, where=True)
     outcome.seconds = time.perf_counter() - began
     return outcome
+
+
+def _inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
 
 
 def _feed(task: WindowTask, analyzers: list[Analyzer]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ directory that is read-only, full or not ours: any ``OSError``), 130 when interr
 from __future__ import annotations
 
 import errno
+import os
 
 
 class WtoursError(Exception):
@@ -40,9 +41,13 @@ def one_line(message: str) -> str:
 
 
 def os_error_message(err: OSError) -> str:
-    """``<path>: Read-only file system (EROFS)``: what failed, where, and the errno name to search for."""
+    """``<path>: Read-only file system (EROFS)``: what failed, where, and the errno name to search for.
+
+    A known errno is described by the C library's words, whoever raised it (pyarrow says "Error writing
+    bytes to file. Detail: [errno 28] No space left on device"): the same failure reads the same everywhere.
+    """
     paths = [str(path) for path in (err.filename, err.filename2) if path is not None]
-    reason = err.strerror or one_line(str(err)) or type(err).__name__
     code = errno.errorcode.get(err.errno) if isinstance(err.errno, int) else None
+    reason = (os.strerror(err.errno) if code else err.strerror) or one_line(str(err)) or type(err).__name__
     text = f"{' -> '.join(paths)}: {reason}" if paths else reason
     return f"{text} ({code})" if code else text

