@@ -45,6 +45,7 @@ from wtours.errors import WtoursError
 from wtours.frames import StreamInfo, stream_info
 from wtours.manifest import Manifest
 from wtours.progress import console, make_progress
+from wtours.selection import select_videos
 from wtours.store import Store, atomic_path, atomic_write_json, check_writable, read_json
 
 MIB = 1 << 20
@@ -149,8 +150,10 @@ def analyze_videos(
 def videos_from_manifest(
     manifest: Manifest, only: list[str] | None, group: str | None, store: Store
 ) -> list[VideoInput]:
-    """The manifest's selected videos, at their fetched place ``videos/<id>.mp4``."""
-    return [VideoInput(entry.id, store.video_path(entry.id), entry.group) for entry in manifest.select(only, group)]
+    """The selected videos (wtours.selection: the manifest's, or any video of the store by id), at their place
+    ``videos/<id>.mp4``. Not only the fetched ones: an unfetched video fails alone, with a hint."""
+    selected = select_videos(manifest, only, group, store=store)
+    return [VideoInput(entry.id, store.video_path(entry.id), entry.group) for entry in selected]
 
 
 def videos_from_paths(paths: Sequence[Path], group: str = "videos") -> list[VideoInput]:

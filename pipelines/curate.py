@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
@@ -93,19 +92,6 @@ def curate_videos(store: Store, video_ids: Sequence[str], options: CurateOptions
                       f"stride {options.clips.stride} -> {store.clips_path(video_id)}", highlight=False)  # fmt: skip
         results.append(CurateResult(video_id, clips=len(index)))
     return results
-
-
-def select_video_ids(store: Store, manifest: Path | None, only: list[str] | None, group: str | None) -> list[str]:
-    """``only`` as given (any id in the store), else the manifest's (group's) videos that are fetched."""
-    from wtours.manifest import load_manifest
-
-    if only:
-        return list(dict.fromkeys(only))
-    entries = load_manifest(manifest).select(None, group)
-    ids = [entry.id for entry in entries if store.video_path(entry.id).is_file()]
-    if not ids:
-        raise WtoursError(f"none of the manifest's videos is in {store.videos_dir}; run `wtours fetch` first")
-    return ids
 
 
 def _analysis_tables(store: Store, video_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:

