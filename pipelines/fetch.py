@@ -35,11 +35,21 @@ from wtours import __version__
 from wtours.errors import BusyError, WtoursError, os_error_message, prefixed
 from wtours.manifest import FigshareSource, FileSource, Manifest, VideoEntry
 from wtours.progress import console, make_progress
-from wtours.store import Store, atomic_path, atomic_write_json, check_writable, copy_file, read_json
-from wtours.video import VideoProbe, verify_video
+from wtours.store import (
+    Store,
+    atomic_path,
+    atomic_write_json,
+    check_writable,
+    copy_file,
+    file_digests,
+    file_sha256,
+    read_json,
+)
+from wtours.video import VideoProbe, format_clock, verify_video
 
 FIGSHARE_API_ENV = "WTOURS_FIGSHARE_API"
 FIGSHARE_API = "https://api.figshare.com/v2"
+MAX_RETRY_WAIT = 60.0  # seconds: a host that is down for longer gets the next source instead
 # yt-dlp keys that would move files out of the staging folder or stop the download.
 _RESERVED_YTDLP_KEYS = ("outtmpl", "paths", "simulate", "skip_download", "progress_hooks", "logger")
 # The part of yt-dlp's info dict worth keeping in the sidecar: where the video came from and under
@@ -59,11 +69,15 @@ class FetchOptions:
     extractor_args: list[str] = field(default_factory=list)
     proxy: str | None = None
     ytdlp_args: str | None = None
-    retries: int = 3  # attempts per source
-    retry_wait: float = 2.0  # seconds before the first retry; doubles with every further attempt
+    retries: int = 3  # tries of a source in a row that get no further, before the next source
+    retry_wait: float = 2.0  # seconds before the first retry; doubles with every further one, up to MAX_RETRY_WAIT
     full_verify: bool = False
     min_duration_ratio: float = 0.9
     figshare_api: str = field(default_factory=lambda: os.environ.get(FIGSHARE_API_ENV, FIGSHARE_API))
+
+    def wait_before_retry(self, failures: int) -> float:
+        """The one back-off of a fetch: seconds to wait after ``failures`` failed tries in a row."""
+        return min(self.retry_wait * 2 ** (failures - 1), MAX_RETRY_WAIT)
 
 
 @dataclass
@@ -107,7 +121,7 @@ def fetch_videos(
     return results
 
 
-def print_plan(manifest: Manifest, entries: list[VideoEntry], store: Store) -> None:
+def print_plan(entries: list[VideoEntry], store: Store) -> None:
     """The `--dry-run` table: what would be fetched, from where, in which order."""
     from rich.table import Table
 
@@ -122,11 +136,11 @@ def print_plan(manifest: Manifest, entries: list[VideoEntry], store: Store) -> N
         sources = "\n".join(
             f"{i}. {s.kind}: {s.location.removeprefix(s.kind + ':')}" for i, s in enumerate(entry.sources, 1)
         )
-        table.add_row(entry.id, entry.group, _clock(entry.duration), state, escape(sources))
+        table.add_row(entry.id, entry.group, format_clock(entry.duration), state, escape(sources))
     _stdout_console().print(table)
 
 
-def print_status(manifest: Manifest, entries: list[VideoEntry], store: Store) -> None:
+def print_status(entries: list[VideoEntry], store: Store) -> None:
     """Which videos are verified, missing, partly downloaded, failed or present but unverified."""
     from rich.table import Table
 
@@ -141,11 +155,11 @@ def print_status(manifest: Manifest, entries: list[VideoEntry], store: Store) ->
         sidecar = store.sidecar(entry.id) if state == "verified" else None
         if sidecar:
             table.add_row(
-                entry.id, entry.group, state, _size(sidecar.get("size")), _clock(sidecar.get("duration")),
+                entry.id, entry.group, state, _size(sidecar.get("size")), format_clock(sidecar.get("duration")),
                 _resolution(sidecar), escape(detail),
             )  # fmt: skip
         else:
-            table.add_row(entry.id, entry.group, state, "", _clock(entry.duration), "", escape(detail))
+            table.add_row(entry.id, entry.group, state, "", format_clock(entry.duration), "", escape(detail))
     out = _stdout_console()
     out.print(table)
     out.print(", ".join(f"{count} {state}" for state, count in counts.items()), highlight=False)
@@ -216,10 +230,13 @@ def ytdlp_options(options: FetchOptions) -> dict[str, Any]:
         "nopart": False,
         "overwrites": False,
         "updatetime": False,
-        "retries": options.retries,
-        "fragment_retries": options.retries,
-        "extractor_retries": options.retries,
-        "retry_sleep_functions": {"http": _backoff(options.retry_wait), "fragment": _backoff(options.retry_wait)},
+        # The fetch's own loop is the one retry policy (`--retries`, `--retry-wait`): yt-dlp retrying inside each
+        # of its tries would multiply them. Nothing is lost: each try resumes the .part file where the last
+        # stopped. A fragment that fails fails the try (never skipped: that would leave a hole in the video).
+        "retries": 0,
+        "fragment_retries": 0,
+        "extractor_retries": 0,
+        "skip_unavailable_fragments": False,
         "socket_timeout": 30,
         "quiet": True,
         "noprogress": True,
@@ -266,10 +283,6 @@ class _OneLine:
     def last_line(self) -> str:
         lines = [line.strip() for line in self.text.splitlines() if line.strip()]
         return re.sub(r"^\S*: error: ", "", lines[-1]) if lines else "invalid options"
-
-
-def _backoff(first_wait: float) -> Callable[[int], float]:
-    return lambda attempt: min(first_wait * 2**attempt, 60.0)
 
 
 def ffmpeg_dir(store: Store) -> Path:
@@ -372,19 +385,28 @@ class _VideoFetcher:
         return True
 
     def _fetch_from_sources(self) -> FetchResult:
+        """Each source in turn, each tried until it gives a verified video, fails for good (an HTTP 4xx, bad
+        bytes) or fails ``retries`` times in a row without getting further: a try that added to the staged
+        download (a long download cut off by a flaky connection) does not count, so hours of 4K are not given
+        up for a few dropped connections."""
         attempts = max(1, self.options.retries)  # FetchOptions(retries=0) still tries each source once
         errors = []
         for source in self.entry.sources:
             label = f"{source.kind} {source.location}"
-            for attempt in range(attempts):
+            tries = failures = 0
+            staged = _staged_bytes(self._staging(source))
+            while True:
+                tries += 1
                 try:
                     path = self._fetch_source(source)
                 except (_SourceFailed, WtoursError) as err:
-                    self.attempts.append({"source": label, "attempt": attempt + 1, "error": str(err)})
-                    if getattr(err, "permanent", True) or attempt + 1 == attempts:
+                    self.attempts.append({"source": label, "attempt": tries, "error": str(err)})
+                    staged, before = max(staged, _staged_bytes(self._staging(source))), staged
+                    failures = 0 if staged > before else failures + 1
+                    if getattr(err, "permanent", True) or failures >= attempts:
                         errors.append(f"{label}: {err}")
                         break
-                    wait = self.options.retry_wait * 2**attempt
+                    wait = self.options.wait_before_retry(max(1, failures))
                     _say(f"{self.video_id}: {label}: {err}; retrying in {wait:g} s")
                     time.sleep(wait)
                 else:
@@ -394,9 +416,14 @@ class _VideoFetcher:
             return self._failed(errors[0])
         return self._failed(f"all {len(errors)} sources failed: " + "; ".join(errors))
 
+    def _staging(self, source: Any) -> Path:
+        """One staging folder per source, so that a .part file is only ever resumed from where it came from."""
+        digest = hashlib.sha1(source.location.encode()).hexdigest()[:10]
+        return self.store.partial_dir(self.video_id) / f"{source.kind}-{digest}"
+
     def _fetch_source(self, source: Any) -> Path:
         """Stage, verify and publish one source; raise _SourceFailed if it gives no good video."""
-        staging = self.store.partial_dir(self.video_id) / _staging_name(source)
+        staging = self._staging(source)
         staging.mkdir(parents=True, exist_ok=True)
         info: dict[str, Any] | None = None
         expected: dict[str, Any] = {}
@@ -410,7 +437,7 @@ class _VideoFetcher:
             staged = _as_mp4(staged)
         try:
             probe = self._verify(staged)
-            digests = _digests(staged, md5=bool(expected.get("md5")))
+            digests = file_digests(staged, ("sha256", "md5") if expected.get("md5") else ("sha256",))
             _check_expected(staged, digests, expected)
         except WtoursError as err:
             # The bytes themselves are bad: drop them so that no later run resumes or re-verifies them.
@@ -439,7 +466,7 @@ class _VideoFetcher:
     ) -> None:  # fmt: skip
         """Move the verified file into videos/ (one rename), then write its sidecar atomically."""
         target = self.store.video_path(self.video_id)
-        sha256 = sha256 or _digests(staged)["sha256"]
+        sha256 = sha256 or file_sha256(staged)
         size = staged.stat().st_size
         if staged != target:
             os.replace(staged, target)
@@ -665,11 +692,6 @@ def _strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
-def _staging_name(source: Any) -> str:
-    """One staging folder per source, so that a .part file is only ever resumed from where it came from."""
-    return f"{source.kind}-{hashlib.sha1(source.location.encode()).hexdigest()[:10]}"
-
-
 def _loose_name(name: str) -> str:
     """File names compare case-insensitively, ignoring '_', '-' and spaces: Chiang_Mai.MP4 == chiangmai.mp4."""
     return re.sub(r"[\s_-]", "", name).lower()
@@ -713,20 +735,6 @@ def _remux_to_mp4(source: Path, target: Path) -> None:
             raise WtoursError(f"{source.name}: cannot remux to mp4: {reason}")
 
 
-def _digests(path: Path, *, md5: bool = False) -> dict[str, str]:
-    sha256 = hashlib.sha256()
-    md5_hash = hashlib.md5() if md5 else None
-    with open(path, "rb") as stream:
-        while chunk := stream.read(4 << 20):
-            sha256.update(chunk)
-            if md5_hash is not None:
-                md5_hash.update(chunk)
-    result = {"sha256": sha256.hexdigest()}
-    if md5_hash is not None:
-        result["md5"] = md5_hash.hexdigest()
-    return result
-
-
 def _check_expected(path: Path, digests: dict[str, str], expected: dict[str, Any]) -> None:
     """Compare with the size and md5 the host publishes (figshare does)."""
     size = path.stat().st_size
@@ -768,7 +776,7 @@ def _print_results(results: list[FetchResult], store: Store) -> None:
             result.video_id,
             f"[{style}]{result.status}[/]",
             _size(sidecar.get("size")) if sidecar else "",
-            _clock(sidecar.get("duration")) if sidecar else "",
+            format_clock(sidecar.get("duration")) if sidecar else "",
             _resolution(sidecar) if sidecar else "",
             escape(result.source or "") if result.ok else f"[red]{escape(_shorten(result.error or '', 160))}[/]",
         )
@@ -807,13 +815,6 @@ def _size(value: Any) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return ""
-
-
-def _clock(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)):
-        return ""
-    whole = int(round(seconds))
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def _resolution(sidecar: dict[str, Any]) -> str:

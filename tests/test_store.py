@@ -56,12 +56,14 @@ def test_is_verified_needs_matching_sidecar(tmp_path):
 def test_file_sha256_matches_hashlib_across_chunks(tmp_path):
     import hashlib
 
-    from wtours.store import file_sha256
+    from wtours.store import file_digests, file_sha256
 
     data = os.urandom((4 << 20) + 12345)  # more than one 4 MiB chunk
     path = tmp_path / "blob"
     path.write_bytes(data)
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    both = {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
+    assert file_digests(path, ("sha256", "md5")) == both  # one read for a host's md5 and our sha256
 
 
 def test_a_staged_atomic_write_leaves_nothing_beside_its_target(tmp_path):

@@ -100,14 +100,18 @@ def fetch(
         "'--limit-rate 20M --concurrent-fragments 4'.",
     ),
     retries: int = typer.Option(
-        3, "--retries", min=1, help="Attempts per source (with exponential back-off) before the next source."
+        3,
+        "--retries",
+        min=1,
+        help="Tries of a source in a row that get no further (with exponential back-off) before the next source; "
+        "a try that adds to the download does not count. Raise it on a flaky connection.",
     ),
     retry_wait: float = typer.Option(
         2.0,
         "--retry-wait",
         min=0.0,
-        help="Seconds before the first retry of a source; doubles with each further attempt. Raise it "
-        "when a host rate-limits you.",
+        help="Seconds before the first retry of a source; doubles with each further attempt, up to 60 s. Raise "
+        "it when a host rate-limits you.",
     ),
     full_verify: bool = typer.Option(
         False,
@@ -127,7 +131,7 @@ def fetch(
     entries = select_videos(loaded, _split_ids(only), group)
     store = Store.at(data_dir)
     if dry_run:
-        print_plan(loaded, entries, store)
+        print_plan(entries, store)
         return
     options = FetchOptions(
         max_height=max_height,
@@ -156,8 +160,7 @@ def status(
     from wtours.selection import select_videos
     from wtours.store import Store
 
-    loaded = load_manifest(manifest)
-    print_status(loaded, select_videos(loaded, None, group), Store.at(data_dir))
+    print_status(select_videos(load_manifest(manifest), None, group), Store.at(data_dir))
 
 
 @app.command()

@@ -107,8 +107,8 @@ def verify_video(
     probe = probe_video(path, full_decode=full_decode)
     if expected_duration and probe.duration < min_duration_ratio * expected_duration:
         raise WtoursError(
-            f"{Path(path).name}: too short: {_clock(probe.duration)} but the manifest expects "
-            f"{_clock(expected_duration)} (less than {min_duration_ratio:.0%}); truncated?"
+            f"{Path(path).name}: too short: {format_clock(probe.duration)} but the manifest expects "
+            f"{format_clock(expected_duration)} (less than {min_duration_ratio:.0%}); truncated?"
         )
     return probe
 
@@ -158,7 +158,7 @@ def _decode_near(container: Any, stream: Any, target_pts: int, path: Path) -> No
     """Seek to the keyframe before ``target_pts`` and decode up to the frame showing it."""
     import av
 
-    where = _clock(float(target_pts * stream.time_base))
+    where = format_clock(float(target_pts * stream.time_base))
     decoded_any = False
     try:
         container.seek(max(target_pts, 0), stream=stream, backward=True, any_frame=False)
@@ -191,7 +191,11 @@ def _reason(err: Exception) -> str:
     return str(getattr(err, "strerror", None) or err).splitlines()[0].rstrip(".")
 
 
-def _clock(seconds: float) -> str:
+def format_clock(seconds: float | None) -> str:
+    """A duration as people read it: ``8.5 s`` under a minute, else ``4:05`` or ``1:50:00``; ``""`` for none
+    (a manifest entry that states no duration)."""
+    if not isinstance(seconds, (int, float)):
+        return ""
     if seconds < 60:
         return f"{seconds:.1f} s"
     whole = int(round(seconds))

@@ -185,6 +185,80 @@ def test_404_and_500_sources_fall_over_to_the_next_source(cli, make_video, www, 
     assert not state.exists(), "a success clears the failure record"
 
 
+class CutOffServer:
+    """Serves one file over HTTP (with Range requests), every response cut off after ``cut`` bytes of its
+    body: a connection that keeps dropping. Records each request's start offset."""
+
+    def __init__(self, payload: bytes, cut: int) -> None:
+        import http.server
+        import threading
+
+        self.payload, self.cut, self.starts = payload, cut, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+                match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
+                start = int(match[1]) if match else 0
+                server.starts.append(start)
+                self.send_response(206 if match else 200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(server.payload) - start))
+                if match:
+                    self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
+                self.end_headers()
+                self.wfile.write(server.payload[start : start + server.cut])
+                self.close_connection = True
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> CutOffServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+
+def test_a_download_cut_off_again_and_again_finishes_while_each_try_gets_further(cli, make_video, tmp_path):
+    """One retry policy: yt-dlp makes no retries of its own (they would multiply with wtours'), and a try that
+    got further does not count against --retries. Here every response stops after a third of the file."""
+    video = make_video("clip.mp4", frames=60, width=160, height=96, noise=True)
+    payload = video.read_bytes()
+    data = tmp_path / "data"
+    with CutOffServer(payload, cut=len(payload) // 3 + 1) as server:
+        manifest = write_manifest(tmp_path / "m.yaml", [{"id": "walk", "sources": [server.url("clip.mp4")]}])
+        code, _, err = cli("fetch", "-m", manifest, "-d", data, "--retries", "1", "--retry-wait", "0.01")
+    assert code == 0, err
+    assert (data / "videos" / "walk.mp4").read_bytes() == payload
+    resumed_at = [start for start in server.starts if start > 0]  # each try resumes the .part file further on
+    assert len(resumed_at) >= 2 and resumed_at == sorted(set(resumed_at)), server.starts
+    assert err.count("retrying in 0.01 s") >= 2, err
+
+
+def test_the_retry_back_off_doubles_up_to_a_minute(cli, tmp_path, monkeypatch):
+    from wtours.pipelines import fetch
+
+    assert [FetchOptions(retry_wait=10).wait_before_retry(n) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    params = ytdlp_options(FetchOptions(retries=5))
+    assert (params["retries"], params["fragment_retries"], params["extractor_retries"]) == (0, 0, 0)
+    assert params["skip_unavailable_fragments"] is False  # a failed fragment fails the try, never leaves a hole
+    waits: list[float] = []
+    monkeypatch.setattr(fetch.time, "sleep", waits.append)
+    manifest = write_manifest(tmp_path / "m.yaml", [{"id": "walk", "sources": ["http://127.0.0.1:9/walk.mp4"]}])
+    code, _, err = cli("fetch", "-m", manifest, "-d", tmp_path / "data", "--retries", "4", "--retry-wait", "20")
+    assert code == 1 and waits == [20, 40, 60], err  # 4 tries (nothing listens on port 9), 3 waits
+
+
 def test_figshare_source_is_resolved_through_the_api(cli, make_video, www, tmp_path, monkeypatch):
     clip = make_video("clip.mp4", frames=30)
     (www / "files").mkdir()
