@@ -341,8 +341,6 @@ def analyze(
         raise typer.Exit(1)
 
 
-# --- analyze (issue 3): commands are added above this line by the analysis work ---
-
 @app.command()
 def curate(
     manifest: Path | None = ManifestOption,
@@ -457,8 +455,6 @@ def anonymize(
         console.print(f"[green]{result.video_id}[/]: {result.faces} faces blurred in {result.frames_with_faces} "
                       f"of {result.frames} frames -> {store.video_path(result.video_id)}", highlight=False)  # fmt: skip
 
-
-# --- curate / anonymize (issue 4): commands are added above this line by the curation work ---
 
 @app.command()
 def pretrain(
@@ -1028,9 +1024,6 @@ def compare(
     )
     for path in written.values():
         typer.echo(path)
-
-
-# --- pretrain / eval (issue 5+): commands are added above this line by the training work ---
 
 
 def main() -> None:
