@@ -91,6 +91,23 @@ def test_dilate_disk_uses_a_round_disk():
     assert boundary_tolerance((100, 100), 3) == 3
 
 
+def test_dilation_and_f_are_the_davis_toolkits():
+    """The toolkit dilates with skimage's disk (not OpenCV's fuller ellipse): the same pixels, the same F."""
+    import cv2
+    from skimage.morphology import disk
+
+    rng = np.random.default_rng(0)
+    for radius in range(11):
+        mask = rng.random((41, 57)) < 0.03
+        expected = cv2.dilate(mask.astype(np.uint8), disk(radius).astype(np.uint8)).astype(bool)
+        assert np.array_equal(dilate_disk(mask, radius), expected), radius
+    for trial in range(12):
+        blobs = [cv2.GaussianBlur(rng.random((60, 90)), (0, 0), 3) > 0.5 for _ in range(2)]
+        bound_th = 0.008 if trial % 2 else 3
+        expected = official.f_measure(*blobs, bound_th=bound_th)
+        assert contour_accuracy(*blobs, bound_th=bound_th) == pytest.approx(expected)
+
+
 def test_contour_accuracy_identical_disjoint_empty_and_within_tolerance():
     mask = square(100, 20, 20, 30)
     assert contour_accuracy(mask, mask) == 1.0
