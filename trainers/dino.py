@@ -1,6 +1,7 @@
-"""DINO (Caron et al., 2021) as a method module: multi-crop views, projection head, centred and
-sharpened cross-entropy between a teacher (EMA of the student) and the student. Defaults follow the
-official ViT-S/16 recipe (see REFERENCE.md)."""
+"""DINO (Caron et al., ICCV 2021, arXiv:2104.14294) as a method module: multi-crop views, projection head,
+centred and sharpened cross-entropy between a teacher (EMA of the student) and the student. Defaults follow
+the official ViT-S/16 recipe: the defaults of main_dino.py in github.com/facebookresearch/dino (the presets
+dino_vits16_* name the exact commands)."""
 
 from __future__ import annotations
 

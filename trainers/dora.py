@@ -9,7 +9,9 @@ masked clip per object (all k clips in one batched forward) plus per-frame local
 DINO's centred, sharpened cross-entropy, per frame and object (see `dora_loss`).
 
 ``faithful: true`` reproduces the released code's quirks (see `dora_loss` and `object_masks`); the
-default fixes them. Defaults follow the release's ViT-S/16 recipe (REFERENCE.md, "DoRA as released").
+default fixes them. Defaults follow the release's ViT-S/16 recipe: the pretraining command in the README of
+the official code, github.com/shashankvkt/DoRA_ICLR24 (preset dora_vits16; the project README's "DoRA,
+faithful vs fixed" lists the quirks).
 """
 
 from __future__ import annotations

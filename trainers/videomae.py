@@ -4,7 +4,9 @@ A clip of T frames is cut into tubelets of 2 frames x 16 x 16 pixels. One random
 repeated over time (tube masking), hides 90% of the tubelets; the encoder (a ViT with joint space-time
 attention) sees only the visible ones; a light decoder (4 blocks) fills in the rest and predicts each
 masked tubelet's pixels, normalised by that tubelet's own mean and standard deviation; the loss is the
-mean squared error on masked tubelets only. Written from the paper's description (see REFERENCE.md).
+mean squared error on masked tubelets only. As the paper (Tong et al., NeurIPS 2022, arXiv:2203.12602) and,
+where it leaves details open, its official pre-training code, run_mae_pretraining.py of
+github.com/MCG-NJU/VideoMAE (the presets videomae_* name the exact scripts).
 
 The masks, the multi-scale crop and the flip are drawn in `VideoMAE.views` from the engine's per-step
 generator (the data path), so a resumed run sees exactly the masks the uninterrupted run would have seen.
