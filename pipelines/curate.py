@@ -52,8 +52,8 @@ def curate_video(store: Store, video_id: str, options: CurateOptions = CurateOpt
             f"re-run `wtours analyze --only {video_id}`"
         )
     # Clips are counted in proxy frames; a variable-rate video's proxy is resampled, so map by time.
-    shown, times = reader.frames_shown(frames.sort_values("frame")["time"].to_numpy(),
-                                       until=float(shots["end_time"].max()))  # fmt: skip
+    until = float(shots["end_time"].max()) if "end_time" in shots.columns else None  # where the analysis ends
+    shown, times = reader.frames_shown(frames.sort_values("frame")["time"].to_numpy(), until=until)
     frames, shots = on_proxy_frames(frames, shots, shown, times)
     if len(frames) < reader.frame_count:  # e.g. `wtours analyze --duration`: only measured frames are curated
         console.print(f"[yellow]{video_id}[/]: the analysis covers the first {len(frames)} of "
@@ -105,7 +105,4 @@ def _analysis_tables(store: Store, video_id: str) -> tuple[pd.DataFrame, pd.Data
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
         raise WtoursError(f"{video_id}: no {' or '.join(missing)} in {folder}; run `wtours analyze --only {video_id}`")
-    frames, shots = pd.read_parquet(paths[0]), pd.read_parquet(paths[1])
-    if "end_time" not in shots.columns:  # where the analysis ends: the proxy frames it covers
-        raise WtoursError(f"{video_id}: {paths[1]} lacks end_time; re-run `wtours analyze --only {video_id}`")
-    return frames, shots
+    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1])

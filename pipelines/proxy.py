@@ -386,20 +386,22 @@ class ProxyReader:
         """Frames of the source video (equal to ``frame_count`` unless the proxy was resampled)."""
         return int(self.sidecar.get("source_frame_count", self.frame_count))
 
-    def frames_shown(self, source_times: np.ndarray, until: float) -> tuple[np.ndarray, np.ndarray]:
+    def frames_shown(self, source_times: np.ndarray, until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(which source frame each proxy frame shows, when it is shown) for the proxy frames before ``until``.
 
         ``source_times`` are the source frames' presentation times in seconds from the first frame (an
-        analysis's ``frames.time``) and ``until`` when the last of them ends. Proxy frame ``i`` is source
-        frame ``i``, or for a resampled proxy the source frame on screen at ``i / fps``: the last one shown at
-        or before that time, as ffmpeg's ``fps`` filter (``round=up``) picks it. Everything that numbers
-        source frames (cuts, blank frames) reaches the proxy through this mapping.
+        analysis's ``frames.time``) and ``until`` when the last of them ends (None: one proxy frame after it
+        starts). Proxy frame ``i`` is source frame ``i``, or for a resampled proxy the source frame on screen
+        at ``i / fps``: the last one shown at or before that time, as ffmpeg's ``fps`` filter (``round=up``)
+        picks it. Everything that numbers source frames (cuts, blank frames) reaches the proxy this way.
         """
         source_times = np.asarray(source_times, dtype=np.float64)
         if self.sidecar.get("frame_mapping") != "resampled":
             count = min(len(source_times), self.frame_count)
             return np.arange(count, dtype=np.int64), source_times[:count]
         rate = Fraction(self.sidecar["resampled_fps"])
+        if until is None:
+            until = float(source_times[-1]) + 1 / float(rate) if len(source_times) else 0.0
         # Times are floats from integer timestamps: a thousandth of a proxy frame absorbs their rounding.
         count = min(self.frame_count, max(0, math.ceil(until * rate - 1e-3)))
         proxy_times = np.arange(count, dtype=np.float64) / float(rate)

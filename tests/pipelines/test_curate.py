@@ -221,3 +221,21 @@ def test_webdataset_export_holds_the_clips_frames(numbered_store: Store, tmp_pat
     numbers = [read_frame_number(np.asarray(Image.open(io.BytesIO(members[f"{key}.f{t:02d}.jpg"]))))
                for t in range(SPEC.frames_per_clip)]  # fmt: skip
     assert numbers == SPEC.frame_numbers(int(clip["start_frame"])).tolist()
+
+
+def test_a_resampled_proxy_frame_shows_the_source_frame_on_screen_at_its_time(tmp_path: Path) -> None:
+    """Proxy frame i of a 10 fps resampled proxy shows the last source frame shown at or before i / 10 s."""
+    from wtours.pipelines.proxy import PROXY_FORMAT, SIDECAR_NAME
+    from wtours.store import atomic_write_json
+
+    sidecar = {"format": PROXY_FORMAT, "width": 16, "height": 16, "frame_count": 11,
+               "settings": {"frames_per_shard": 100}, "frame_mapping": "resampled",
+               "resampled_fps": "10/1"}  # fmt: skip
+    atomic_write_json(tmp_path / SIDECAR_NAME, sidecar)
+    times = np.array([0.0, 0.1, 0.5, 0.55, 1.0])  # source frames; 0.1 s lies exactly on proxy frame 1
+    shown, at = ProxyReader(tmp_path).frames_shown(times)  # until: one proxy frame after the last source frame
+    assert shown.tolist() == [0, 1, 1, 1, 1, 2, 3, 3, 3, 3, 4] and at[5] == 0.5
+    shown, _ = ProxyReader(tmp_path).frames_shown(times, until=0.75)  # an analysis of the first 0.75 s
+    assert shown.tolist() == [0, 1, 1, 1, 1, 2, 3, 3]
+    atomic_write_json(tmp_path / SIDECAR_NAME, {**sidecar, "frame_mapping": "identity"})
+    assert ProxyReader(tmp_path).frames_shown(times)[0].tolist() == [0, 1, 2, 3, 4]
