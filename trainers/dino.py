@@ -36,7 +36,19 @@ class HeadLossOptions(BaseModel):
     center_momentum: float = Field(0.9, ge=0, le=1)
 
 
-class Options(HeadLossOptions):
+class ColourOptions(BaseModel):
+    """How often each view's colours are jittered and turned grey: DINO's (and the DoRA release's) 0.8 and 0.2.
+
+    Lowering them is for small studies only: on a few hundred CPU steps over scenes told apart by colour, these
+    augmentations (which make the targets colour-invariant) slow learning several-fold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    color_jitter_p: float = Field(0.8, ge=0, le=1, description="chance of ColorJitter(0.4, 0.4, 0.2, 0.1) per view")
+    grayscale_p: float = Field(0.2, ge=0, le=1, description="chance of RandomGrayscale per view")
+
+
+class Options(HeadLossOptions, ColourOptions):
     """The ``dino:`` section of a config."""
 
     global_crops_size: int = Field(224, ge=16)
@@ -178,10 +190,13 @@ class Dino(SelfDistillation):
         self.options = options
         # DINO's DataAugmentationDINO: RandomResizedCrop (bicubic), flip, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8,
         # grayscale p 0.2 on every view; blur p 1.0 / 0.1 + solarize p 0.2 on the two globals, blur p 0.5 locally.
+        colour = dict(jitter_p=options.color_jitter_p, grayscale_p=options.grayscale_p)
         self.view_specs = [
-            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=1.0),
-            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=0.1, solarize_p=0.2),
-        ] + [ViewSpec(options.local_crops_size, options.local_crops_scale, blur_p=0.5)] * options.local_crops_number
+            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=1.0, **colour),
+            ViewSpec(options.global_crops_size, options.global_crops_scale, blur_p=0.1, solarize_p=0.2, **colour),
+        ] + [ViewSpec(options.local_crops_size, options.local_crops_scale, blur_p=0.5, **colour)] * (
+            options.local_crops_number
+        )
 
     def train(self, mode: bool = True) -> Dino:
         super().train(mode)

@@ -29,7 +29,7 @@ from wtours.errors import WtoursError
 from wtours.trainers.attention import last_block_attention
 from wtours.trainers.backbones import BackboneSpec
 from wtours.trainers.config import TrainConfig
-from wtours.trainers.dino import HeadLossOptions, SelfDistillation, updated_center
+from wtours.trainers.dino import ColourOptions, HeadLossOptions, SelfDistillation, updated_center
 from wtours.trainers.methods import ScheduleShape, StepState
 from wtours.trainers.sinkhorn import sinkhorn_knopp
 from wtours.trainers.views import (
@@ -43,8 +43,8 @@ from wtours.trainers.views import (
 )
 
 
-class Options(HeadLossOptions):
-    """The ``dora:`` section of a config (head and loss options as DINO's)."""
+class Options(HeadLossOptions, ColourOptions):
+    """The ``dora:`` section of a config (head, loss and colour options as DINO's)."""
 
     norm_last_layer: bool = Field(False, description="True is slower to train but more stable")
     clip_crop_size: int = Field(300, ge=16, description="side of the crop first cut from the whole clip")
@@ -118,12 +118,13 @@ def clip_views(
     global_boxes = random_resized_crop_boxes(n_clips, side, side, options.global_crops_scale, generator)
     global_views = resized_crop(clip_crops, per_clip(global_boxes), options.global_crops_size, "bilinear")
     clip_flip = torch.rand(n_clips, generator=generator, dtype=torch.float64) < 0.5
-    global_spec = ViewSpec(options.global_crops_size, flip_p=0.0, blur_p=0.1)
+    colour = dict(jitter_p=options.color_jitter_p, grayscale_p=options.grayscale_p)
+    global_spec = ViewSpec(options.global_crops_size, flip_p=0.0, blur_p=0.1, **colour)
     photometric = draw_photometric(len(global_views), global_spec, generator)
     photometric.flip = per_clip(clip_flip)
     global_views = apply_photometric(global_views, photometric)
 
-    local_spec = ViewSpec(options.local_crops_size, options.local_crops_scale, flip_p=0.0, blur_p=0.5)
+    local_spec = ViewSpec(options.local_crops_size, options.local_crops_scale, flip_p=0.0, blur_p=0.5, **colour)
     local_crops = []
     for _ in range(options.local_crops_number):
         params = draw_view_params(len(clip_crops), side, side, local_spec, generator)

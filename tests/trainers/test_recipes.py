@@ -25,7 +25,7 @@ DINO_DEFAULTS = {
     "dino.out_dim": 65536, "dino.norm_last_layer": True, "dino.student_temp": 0.1, "dino.teacher_temp": 0.04,
     "dino.warmup_teacher_temp": 0.04, "dino.warmup_teacher_temp_epochs": 0, "dino.center_momentum": 0.9,
     "dino.global_crops_scale": [0.4, 1.0], "dino.local_crops_number": 8, "dino.local_crops_scale": [0.05, 0.4],
-    "dino.global_crops_size": 224, "dino.local_crops_size": 96,
+    "dino.global_crops_size": 224, "dino.local_crops_size": 96, "dino.color_jitter_p": 0.8, "dino.grayscale_p": 0.2,
 }  # fmt: skip
 # The README's "Boosting DINO performance" full command.
 DINO_BOOST = {
@@ -39,6 +39,7 @@ DORA_COMMAND = {
     "optim.clip_grad": 3.0, "optim.freeze_last_layer": 1, "dora.out_dim": 65536, "dora.norm_last_layer": False,
     "dora.teacher_temp": 0.04, "dora.warmup_teacher_temp": 0.04, "dora.warmup_teacher_temp_epochs": 30,
     "dora.local_crops_number": 6, "data.frames_per_clip": 8, "data.stride": 60, "optim.batch_size": 16,
+    "dora.color_jitter_p": 0.8, "dora.grayscale_p": 0.2,
 }  # fmt: skip
 DINO_WT = {
     **{key.replace("dora.", "dino."): value for key, value in DORA_COMMAND.items()},
