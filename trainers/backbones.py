@@ -140,7 +140,6 @@ class BackboneSpec:
         overrides = {
             key: value
             for key, value in (
-                ("img_size", config.img_size),
                 ("embed_dim", config.embed_dim),
                 ("depth", config.depth),
                 ("num_heads", config.num_heads),

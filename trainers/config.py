@@ -43,9 +43,7 @@ class BackboneConfig(Section):
         description="how the 224-px position table is resized for other crop sizes: 'dino' = the official "
         "interpolate_pos_encoding (DINO, DoRA), 'timm' = timm's antialiased resample",
     )
-    # Overrides for small models (None keeps the architecture's own value). img_size is the side the position
-    # table is laid out for (224 by default): give tiny runs their global crop size, so it is used as is.
-    img_size: int | None = Field(None, ge=8)
+    # Overrides for tiny test models (None keeps the architecture's own value).
     embed_dim: int | None = None
     depth: int | None = None
     num_heads: int | None = None

@@ -1,0 +1,191 @@
+"""The CPU study: does each method learn? DINO, DoRA and VideoMAE pretrained on the embedded study walk, each
+against the same network before training, over several seeds, on 2 CPU cores.
+
+    python benchmarks/study_cpu.py                          # 3 methods x seeds 0 1 2, 2 jobs of 1 thread
+    python benchmarks/study_cpu.py --methods dino --seeds 0 # one run
+
+The study set (`wtours.sample.study`): a slow walk over 20 real photographs that installed packages ship
+(128 x 96, 8 fps, 6 s per photo, a cut between photos) to pretrain on, without labels, and 64-px crops of the
+same photos labelled by photo, the validation crops taken from a band of each photo that neither the walk nor
+any training crop shows. Each run trains the preset ``<method>_study_cpu`` on frames (DINO) or clips that never
+cross a cut (DoRA, VideoMAE: any start, as the curated index) of the walk, then:
+
+- k-NN (k = 20, T = 0.07, DINO's protocol) of its encoder against its own encoder at step 0 (the floor);
+- its loss, first logged interval against the last.
+
+Targets (issue 12), on the mean over seeds with every seed on the right side: DINO and DoRA >= 10 points above
+their floor; VideoMAE's masked-reconstruction loss down >= 30 % and its k-NN at or above its floor; the whole
+study <= 20 minutes on 2 cores. Runs already finished in ``--workdir`` are reused, so a rerun only reports.
+Writes ``<workdir>/study.json``, ``study.md`` (the README's table) and `wtours compare` of the seed-0 runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+METHODS = ("dino", "dora", "videomae")
+TARGETS = {"dino": "k-NN >= floor + 10", "dora": "k-NN >= floor + 10", "videomae": "loss -30 %, k-NN >= floor"}
+K = 20
+
+
+def build_study(workdir: Path) -> tuple[Path, Path, Path]:
+    """The walk, its truth and the labelled set, made once in ``workdir``."""
+    from wtours.sample.study import make_study_labelled_set, render_study_walk
+
+    walk, truth_path = workdir / "study_walk.mp4", workdir / "study_walk.truth.json"
+    if not (walk.is_file() and truth_path.is_file()):
+        render_study_walk(walk).save(truth_path)
+    return walk, truth_path, make_study_labelled_set(workdir / "study_set")
+
+
+def study_dataset(config, walk: Path, truth_path: Path):
+    """Every frame of the walk (DINO: one image per item) or clips of ``data.frames_per_clip`` frames
+    ``data.stride`` apart that stay inside one photo's stretch of the walk."""
+    from wtours.sample.study import StudyTruth
+    from wtours.trainers.data import FrameClips, decode_frames
+
+    truth = StudyTruth.load(truth_path)
+    images = decode_frames([walk], every=1, short_side=truth.height, max_frames=truth.n_frames)
+    if config.data.frames_per_clip == 1:
+        return images  # one 1-frame clip per frame
+    frames = images.frames[:, 0]  # [N, 3, H, W]
+    return FrameClips(frames, config.data.frames_per_clip, config.data.stride, truth.scene_bounds)
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = False) -> dict:
+    """Train (or reuse) one run and evaluate it and its floor. Runs in a worker process. ``smoke``: 2 steps."""
+    import torch
+
+    from wtours.store import read_json
+    from wtours.trainers.config import load_config
+    from wtours.trainers.engine import CHECKPOINT_NAME, pretrain
+    from wtours.trainers.launch import run_knn
+
+    torch.set_num_threads(threads)
+    root = Path(workdir)
+    walk, truth_path, labelled = build_study(root)
+    overrides = {
+        "run.output_dir": str(root / "runs"), "run.name": f"{method}-seed{seed}", "run.seed": seed,
+        "run.device": "cpu", **({"optim.epochs": 1, "optim.steps_per_epoch": 2, "run.log_every": 1} if smoke else {}),
+    }  # fmt: skip
+    config = load_config(f"{method}_study_cpu", overrides)
+    summary = read_json(config.run_dir / "summary.json") or {}
+    began = time.perf_counter()
+    trained_now = summary.get("steps_done") != summary.get("total_steps") or not summary
+    if trained_now:
+        dataset = study_dataset(config, walk, truth_path)
+        resume = (config.run_dir / CHECKPOINT_NAME).exists()
+        pretrain(config, dataset, resume=resume, show_progress=False)
+        summary = read_json(config.run_dir / "summary.json")
+    train_s = time.perf_counter() - began
+    options = config.method_options
+    image_size = options.get("global_crops_size") or options["crop_size"]
+    knn = {}
+    for untrained, name in ((False, "knn.json"), (True, "knn_untrained.json")):
+        report = run_knn(
+            config.run_dir, labelled, ks=(K,), temperature=0.07, image_size=image_size, batch_size=100,
+            device="cpu", num_workers=0, out_json=config.run_dir / "eval" / name, sample_dir=labelled,
+            untrained=untrained,
+        )  # fmt: skip
+        knn[untrained] = report["top1"][str(K)]
+    losses = _losses(config.run_dir)
+    return {
+        "method": method,
+        "seed": seed,
+        "run_dir": str(config.run_dir),
+        "steps": summary["steps_done"],
+        "train_s": round(train_s, 1) if trained_now else None,
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "loss_drop_pct": 100 * (losses[0] - losses[-1]) / losses[0],
+        "knn": knn[False],
+        "floor": knn[True],
+        "gain": knn[False] - knn[True],
+    }
+
+
+def verdict(method: str, rows: list[dict]) -> tuple[bool, str]:
+    """Whether ``rows`` (one per seed) meet the method's target, and the mean figures."""
+    gain = sum(row["gain"] for row in rows) / len(rows)
+    drop = sum(row["loss_drop_pct"] for row in rows) / len(rows)
+    if method == "videomae":
+        ok = drop >= 30 and all(row["loss_drop_pct"] > 0 for row in rows)
+        ok = ok and gain >= 0 and all(row["gain"] >= 0 for row in rows)
+    else:
+        ok = gain >= 10 and all(row["gain"] > 0 for row in rows)
+    return ok, f"k-NN {gain:+.1f} points, loss {-drop:+.0f} %"
+
+
+def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
+    lines = [
+        "| method | seed | steps | train s | loss first -> last | k-NN top-1 (k=20) | untrained floor | gain |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        train = f"{row['train_s']:.0f}" if row["train_s"] is not None else "reused"
+        lines.append(
+            f"| {row['method']} | {row['seed']} | {row['steps']} | {train} | {row['loss_first']:.3f} -> "
+            f"{row['loss_last']:.3f} ({-row['loss_drop_pct']:+.0f} %) | {row['knn']:.1f} | {row['floor']:.1f} | "
+            f"{row['gain']:+.1f} |"
+        )
+    lines += ["", "| method | target | mean over seeds | met |", "|---|---|---|---|"]
+    for method in methods:
+        ok, figures = verdict(method, [row for row in rows if row["method"] == method])
+        lines.append(f"| {method} | {TARGETS[method]} | {figures} | {'yes' if ok else 'NO'} |")
+    lines.append(f"\nWall clock of the whole study: {total_s / 60:.1f} min.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--workdir", type=Path, default=Path("study-cpu"))
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once, each in its own process")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--smoke", action="store_true", help="2 steps per run: checks the machinery, not learning")
+    args = parser.parse_args(argv)
+
+    began = time.perf_counter()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    build_study(args.workdir)
+    # Slowest first, so that the last job to start is a short one.
+    order = {"dora": 0, "dino": 1, "videomae": 2}
+    plan = sorted(((m, s) for m in args.methods for s in args.seeds), key=lambda item: (order[item[0]], item[1]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    if args.jobs == 1:
+        rows = [run_one(m, s, str(args.workdir), args.threads, args.smoke) for m, s in plan]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(run_one, m, s, str(args.workdir), args.threads, args.smoke) for m, s in plan]
+            rows = [future.result() for future in futures]
+    rows.sort(key=lambda row: (METHODS.index(row["method"]), row["seed"]))
+    total_s = time.perf_counter() - began
+
+    table = markdown(rows, args.methods, total_s)
+    print(table)
+    (args.workdir / "study.md").write_text(table)
+    (args.workdir / "study.json").write_text(json.dumps({"rows": rows, "total_s": total_s}, indent=2) + "\n")
+
+    from wtours.trainers.compare import compare_runs
+
+    first_seed = [Path(row["run_dir"]) for row in rows if row["seed"] == args.seeds[0]]
+    person = sorted((args.workdir / "study_set" / "val").glob("*/*.png"))[:1]
+    compare_runs(first_seed, args.workdir / "comparison", attention_images=person, attention_size=64, device="cpu")
+    print(f"figures: {args.workdir / 'comparison'}")
+    met = all(verdict(m, [r for r in rows if r["method"] == m])[0] for m in args.methods)
+    return 0 if met and math.isfinite(total_s) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
