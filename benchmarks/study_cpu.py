@@ -58,17 +58,13 @@ def study_dataset(config, walk: Path, truth_path: Path):
     return FrameClips(frames, config.data.frames_per_clip, config.data.stride, truth.scene_bounds)
 
 
-def _losses(run_dir: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = False) -> dict:
     """Train (or reuse) one run and evaluate it and its floor. Runs in a worker process. ``smoke``: 2 steps."""
     import torch
 
-    from wtours.store import read_json
+    from wtours.store import RunDir
     from wtours.trainers.config import load_config
-    from wtours.trainers.engine import CHECKPOINT_NAME, pretrain
+    from wtours.trainers.engine import pretrain
     from wtours.trainers.launch import run_knn
 
     torch.set_num_threads(threads)
@@ -79,26 +75,25 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         "run.device": "cpu", **({"optim.epochs": 1, "optim.steps_per_epoch": 2, "run.log_every": 1} if smoke else {}),
     }  # fmt: skip
     config = load_config(f"{method}_study_cpu", overrides)
-    summary = read_json(config.run_dir / "summary.json") or {}
+    run = RunDir(config.run_dir)
     began = time.perf_counter()
-    trained_now = summary.get("steps_done") != summary.get("total_steps") or not summary
+    trained_now = not run.is_finished()
     if trained_now:
         dataset = study_dataset(config, walk, truth_path)
-        resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        pretrain(config, dataset, resume=resume, show_progress=False)
-        summary = read_json(config.run_dir / "summary.json")
+        pretrain(config, dataset, resume=run.checkpoint_path.exists(), show_progress=False)
+    summary = run.summary()
     train_s = time.perf_counter() - began
     options = config.method_options
     image_size = options.get("global_crops_size") or options["crop_size"]
     knn = {}
-    for untrained, name in ((False, "knn.json"), (True, "knn_untrained.json")):
+    for untrained in (False, True):
         report = run_knn(
             config.run_dir, labelled, ks=(K,), temperature=0.07, image_size=image_size, batch_size=100,
-            device="cpu", num_workers=0, out_json=config.run_dir / "eval" / name, sample_dir=labelled,
+            device="cpu", num_workers=0, out_json=run.knn_path(untrained=untrained), sample_dir=labelled,
             untrained=untrained,
         )  # fmt: skip
         knn[untrained] = report["top1"][str(K)]
-    losses = _losses(config.run_dir)
+    losses = run.losses()
     return {
         "method": method,
         "seed": seed,

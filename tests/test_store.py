@@ -7,7 +7,15 @@ import stat
 
 import pytest
 
-from wtours.store import Store, atomic_path, atomic_write_json, read_json
+from wtours.store import (
+    RunDir,
+    Store,
+    atomic_path,
+    atomic_write_json,
+    encoder_weights,
+    initial_encoder_weights,
+    read_json,
+)
 
 
 def test_atomic_write_replaces_whole_file_with_plain_permissions(tmp_path):
@@ -152,3 +160,35 @@ def test_the_store_names_every_folder_of_the_data_directory(tmp_path):
         name: name for name in layout.values()
     }
     assert not tmp_path.joinpath("videos").exists(), "naming a path creates nothing"
+
+
+def test_the_run_dir_names_every_file_of_a_run_folder(tmp_path):
+    """Training writes, evaluation adds and compare reads a run folder through RunDir alone."""
+    run = RunDir.at(tmp_path / "runs" / "dino")
+    layout = {
+        run.config_path: "config.yaml",
+        run.metrics_path: "metrics.jsonl",
+        run.checkpoint_path: "checkpoint.pt",
+        run.encoder_path: "encoder.safetensors",
+        run.encoder_init_path: "encoder_init.safetensors",
+        run.summary_path: "summary.json",
+        run.knn_path(): "eval/knn.json",
+        run.knn_path(untrained=True): "eval/knn_untrained.json",
+        run.linear_path: "eval/linear.json",
+        run.davis_dir: "eval/davis",
+    }
+    assert {str(path.relative_to(run.root)): name for path, name in layout.items()} == {
+        name: name for name in layout.values()
+    }
+    assert not run.root.exists(), "naming a path creates nothing"
+    assert RunDir.holding(run.encoder_path) is None, "a file outside a run folder names no run"
+    run.root.mkdir(parents=True)
+    run.config_path.write_text("method: dino\n")
+    assert RunDir.holding(run.encoder_path) == run and RunDir.holding(run.root) == run
+    assert encoder_weights(run.root) == run.encoder_path and initial_encoder_weights(run.encoder_path) == (
+        run.encoder_init_path
+    )
+    assert not run.is_finished() and run.losses() == []
+    run.metrics_path.write_text('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2.0}\n{"step": 3, "lo')
+    atomic_write_json(run.summary_path, {"steps_done": 2, "total_steps": 2})
+    assert run.is_finished() and run.losses() == [2.5, 2.0]

@@ -30,27 +30,8 @@ from typing import Any
 
 from wtours.errors import WtoursError
 
-EVAL_DIR_NAME = "eval"
 MISSING = "—"
 FIGURE_FORMATS = ("png", "pdf")
-
-
-def run_folder_of(encoder: Path) -> Path | None:
-    """The run folder an ``wtours eval`` encoder argument names (the folder itself or its exported encoder),
-    or None for weights that live outside a run."""
-    encoder = Path(encoder)
-    if encoder.is_dir():
-        return encoder
-    if (encoder.parent / "config.yaml").is_file():
-        return encoder.parent
-    return None
-
-
-def default_eval_output(encoder: Path, name: str, fallback: Path | None) -> Path | None:
-    """Where ``wtours eval`` writes when ``--out`` is not given: ``<run>/eval/<name>`` for a run, so that
-    `compare_runs` finds it, else ``fallback``."""
-    run_dir = run_folder_of(encoder)
-    return run_dir / EVAL_DIR_NAME / name if run_dir is not None else fallback
 
 
 @dataclass
@@ -136,12 +117,13 @@ def load_run(run_dir: Path) -> RunRecord:
     """Read one run folder; only ``config.yaml`` is required."""
     import yaml
 
-    from wtours.store import read_json
+    from wtours.store import RunDir, read_json
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise WtoursError(f"{run_dir}: no such run folder")
-    config_path = run_dir / "config.yaml"
+    files = RunDir(run_dir)
+    config_path = files.config_path
     if not config_path.is_file():
         raise WtoursError(f"{run_dir}: not a run folder (no config.yaml)")
     try:
@@ -157,25 +139,24 @@ def load_run(run_dir: Path) -> RunRecord:
         arch=_arch_label(config.get("backbone") or {}),
         videos=_videos_label(config.get("data") or {}),
         config=config,
-        has_encoder=(run_dir / "encoder.safetensors").is_file(),
+        has_encoder=files.encoder_path.is_file(),
     )
-    record.loss_steps, record.losses = _read_metrics(run_dir / "metrics.jsonl")
-    summary = read_json(run_dir / "summary.json") or {}
+    record.loss_steps, record.losses = _read_metrics(files.metrics_path)
+    summary = files.summary() or {}
     record.steps_done = summary.get("steps_done", record.loss_steps[-1] if record.loss_steps else None)
     record.total_steps = summary.get("total_steps")
     epochs = (config.get("optim") or {}).get("epochs")
     if record.total_steps and epochs:  # total_steps = epochs x steps per epoch, exactly
         record.steps_per_epoch = record.total_steps / epochs
 
-    eval_dir = run_dir / EVAL_DIR_NAME
-    knn = read_json(eval_dir / "knn.json") or {}
+    knn = read_json(files.knn_path()) or {}
     record.knn_top1 = {int(k): float(value) for k, value in (knn.get("top1") or {}).items()}
-    untrained = read_json(eval_dir / "knn_untrained.json") or {}
+    untrained = read_json(files.knn_path(untrained=True)) or {}
     record.knn_untrained_top1 = {int(k): float(value) for k, value in (untrained.get("top1") or {}).items()}
-    linear = read_json(eval_dir / "linear.json") or {}
+    linear = read_json(files.linear_path) or {}
     linear_top1 = linear.get("best_top1", linear.get("top1"))
     record.linear_top1 = None if linear_top1 is None else 100 * float(linear_top1)
-    davis = read_json(eval_dir / "davis" / "summary.json") or {}
+    davis = read_json(files.davis_summary_path) or {}
     record.davis = {name: 100 * float(davis[f"{name}_mean"]) for name in ("JF", "J", "F") if f"{name}_mean" in davis}
     return record
 

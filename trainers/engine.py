@@ -24,17 +24,13 @@ from torch.utils.data import DataLoader, Dataset
 from wtours.errors import WtoursError
 from wtours.pipelines.clipdata import ClipSampler
 from wtours.progress import console
-from wtours.store import atomic_write_json, atomic_write_text
+from wtours.store import RunDir, atomic_write_json, atomic_write_text
 from wtours.trainers import distributed
 from wtours.trainers.backbones import export_encoder
 from wtours.trainers.checkpoint import load_checkpoint, save_checkpoint
 from wtours.trainers.config import TrainConfig, config_to_tree
 from wtours.trainers.methods import Method, ScheduleShape, StepState, method_module
 from wtours.trainers.schedules import cosine_schedule
-
-CHECKPOINT_NAME = "checkpoint.pt"
-ENCODER_NAME = "encoder.safetensors"
-INITIAL_ENCODER_NAME = "encoder_init.safetensors"  # the encoder at step 0 (`eval ... --untrained`)
 
 
 class NonFiniteLossError(WtoursError):
@@ -222,7 +218,8 @@ def _train(
         torch.backends.cudnn.allow_tf32 = True
     amp_dtype = resolve_precision(config.run.precision, device)
     run_dir = config.run_dir
-    checkpoint_path = run_dir / CHECKPOINT_NAME
+    files = RunDir(run_dir)
+    checkpoint_path = files.checkpoint_path
     if checkpoint_path.exists() and not resume:
         raise WtoursError(
             f"{run_dir} already holds a run: add --resume to continue it, or pick another --name"
@@ -284,10 +281,10 @@ def _train(
         run_dir.mkdir(parents=True, exist_ok=True)
         import yaml
 
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_tree(config), sort_keys=False))
+        atomic_write_text(files.config_path, yaml.safe_dump(config_to_tree(config), sort_keys=False))
         if start_step == 0:  # the same network before any step: the floor its evaluations should beat
-            export_encoder(method.encoder(), method.encoder_spec(config), run_dir / INITIAL_ENCODER_NAME)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", start_step, enabled=process.is_main)
+            export_encoder(method.encoder(), method.encoder_spec(config), files.encoder_init_path)
+    metrics = MetricsLog(files.metrics_path, start_step, enabled=process.is_main)
 
     optimization = Optimization(
         method=method,
@@ -401,12 +398,12 @@ def _train(
     agree = distributed.replicas_agree(method)
     encoder_path = None
     if step >= total_steps:
-        encoder_path = run_dir / ENCODER_NAME
+        encoder_path = files.encoder_path
         if process.is_main:
             export_encoder(method.encoder(), method.encoder_spec(config), encoder_path)
     if process.is_main:
         atomic_write_json(
-            run_dir / "summary.json",
+            files.summary_path,
             {
                 "method": config.method,
                 "steps_done": step,

@@ -541,9 +541,10 @@ def run_davis_for_encoder(
 ) -> dict:
     """`run_davis` with the last-layer patch features of the encoder in ``weights`` (safetensors, or a
     run folder holding its exported encoder)."""
-    from wtours.trainers.features import encoder_file, file_digest, load_encoder, patch_size_of, pick_device
+    from wtours.store import encoder_weights
+    from wtours.trainers.features import file_digest, load_encoder, patch_size_of, pick_device
 
-    weights = encoder_file(weights)
+    weights = encoder_weights(weights)
     model = load_encoder(arch, weights)
     provenance = {"weights": str(weights), "weights_sha256_16": file_digest(weights), "arch": arch}
     feature_fn = vit_patch_feature_fn(model, pick_device(device))

@@ -219,10 +219,10 @@ def run_linear_probe(
     device: str = "auto",
 ) -> dict:
     """Probe the encoder in ``weights`` by ``config.protocol``, write the results JSON atomically, return it."""
-    from wtours.store import atomic_write_json
-    from wtours.trainers.features import encoder_file, file_digest
+    from wtours.store import atomic_write_json, encoder_weights
+    from wtours.trainers.features import file_digest
 
-    weights = encoder_file(weights)
+    weights = encoder_weights(weights)
     result, info = probe_encoder(
         weights,
         train_dir,

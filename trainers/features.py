@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from wtours.errors import WtoursError
-from wtours.store import file_sha256
+from wtours.store import encoder_weights, file_sha256, initial_encoder_weights
 
 # DINO's normalisation in eval_linear.py, eval_knn.py and visualize_attention.py (its DAVIS reader uses a red
 # std of 0.228 instead: see `wtours.trainers.eval_davis`).
@@ -47,14 +47,6 @@ def _strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.T
     return state
 
 
-def encoder_file(path: Path) -> Path:
-    """The weights file meant by ``path``: itself, or a run folder's exported encoder."""
-    from wtours.trainers.engine import ENCODER_NAME
-
-    path = Path(path)
-    return path / ENCODER_NAME if path.is_dir() else path
-
-
 def load_encoder(
     arch: str | None, weights_path: Path, *, dynamic_img_size: bool = True, untrained: bool = False
 ) -> nn.Module:
@@ -73,11 +65,9 @@ def load_encoder(
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    from wtours.trainers.engine import INITIAL_ENCODER_NAME
-
-    weights_path = encoder_file(weights_path)
-    initial = weights_path.with_name(INITIAL_ENCODER_NAME)
-    if untrained and weights_path.name != INITIAL_ENCODER_NAME and initial.is_file():
+    weights_path = encoder_weights(weights_path)
+    initial = initial_encoder_weights(weights_path)
+    if untrained and weights_path != initial and initial.is_file():
         return load_encoder(arch, initial, dynamic_img_size=dynamic_img_size)
     if not weights_path.is_file():
         raise WtoursError(f"{weights_path}: no such weights file")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +79,12 @@ def run_knn(
     import torch
 
     from wtours.sample.study import make_study_labelled_set
-    from wtours.store import atomic_write_json
+    from wtours.store import atomic_write_json, encoder_weights
     from wtours.trainers.engine import resolve_device
-    from wtours.trainers.features import encoder_file, load_encoder
+    from wtours.trainers.features import load_encoder
     from wtours.trainers.knn import evaluate_knn
 
-    encoder_path = encoder_file(encoder_path)
+    encoder_path = encoder_weights(encoder_path)
     encoder = load_encoder(None, encoder_path, untrained=untrained)
     if labelled_dir is None:
         labelled_dir = make_study_labelled_set(sample_dir)
@@ -127,8 +126,7 @@ def train_demo_run(
     ``frames_per_clip`` and ``stride`` must be those the clips were curated with. Idempotent: a finished
     run is reused, an interrupted one resumes. The run goes to ``workdir/runs/<preset's run name>/``.
     """
-    from wtours.store import read_json
-    from wtours.trainers.engine import CHECKPOINT_NAME
+    from wtours.store import RunDir
 
     overrides = {
         "run.output_dir": str(workdir / "runs"),
@@ -142,12 +140,10 @@ def train_demo_run(
     config = load_config(preset, overrides)
     if config.method != "videomae":  # image methods see every frame of a clip: about 16 frames per step
         config = load_config(preset, {**overrides, "optim.batch_size": max(1, 16 // frames_per_clip)})
-    summary = read_json(config.run_dir / "summary.json") or {}
-    if not summary or summary.get("steps_done") != summary.get("total_steps"):
-        resume = (config.run_dir / CHECKPOINT_NAME).exists()
-        run_pretrain(config, resume=resume, show_progress=show_progress)
-    lines = (config.run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return config, [json.loads(line)["loss"] for line in lines]
+    run = RunDir(config.run_dir)
+    if not run.is_finished():
+        run_pretrain(config, resume=run.checkpoint_path.exists(), show_progress=show_progress)
+    return config, run.losses()
 
 
 def demo_pretrain_and_knn(
@@ -166,18 +162,17 @@ def demo_pretrain_and_knn(
     (config, metrics, checkpoint, encoder, and ``eval/knn.json`` where ``wtours compare`` reads it) and
     ``workdir/labelled/``; returns the k-NN report plus ``run_dir`` and the first and last logged losses.
     """
-    from wtours.store import read_json
-    from wtours.trainers.compare import EVAL_DIR_NAME
-    from wtours.trainers.engine import ENCODER_NAME
+    from wtours.store import RunDir, read_json
 
     config, losses = train_demo_run(
         "dino_tiny_cpu", workdir, data_dir, frames_per_clip=frames_per_clip, stride=stride,
         show_progress=show_progress,
     )  # fmt: skip
-    encoder_path = config.run_dir / ENCODER_NAME
+    run = RunDir(config.run_dir)
+    encoder_path = run.encoder_path
     reports = {}
-    for untrained, name in ((False, "knn.json"), (True, "knn_untrained.json")):
-        knn_path = config.run_dir / EVAL_DIR_NAME / name
+    for untrained in (False, True):
+        knn_path = run.knn_path(untrained=untrained)
         report = read_json(knn_path)
         if report is None or knn_path.stat().st_mtime < encoder_path.stat().st_mtime:
             report = run_knn(

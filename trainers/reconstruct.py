@@ -22,14 +22,14 @@ from wtours.errors import WtoursError
 
 def load_videomae_run(run_dir: Path):
     """The trained VideoMAE method of ``run_dir`` (its checkpoint and the config saved inside it), in eval mode."""
+    from wtours.store import RunDir
     from wtours.trainers.checkpoint import load_checkpoint
     from wtours.trainers.config import config_from_tree
-    from wtours.trainers.engine import CHECKPOINT_NAME
     from wtours.trainers.methods import ScheduleShape, method_module
 
-    checkpoint_path = Path(run_dir) / CHECKPOINT_NAME
+    checkpoint_path = RunDir(Path(run_dir)).checkpoint_path
     if not checkpoint_path.is_file():
-        raise WtoursError(f"{run_dir}: no {CHECKPOINT_NAME} here; is it a `wtours pretrain` run folder?")
+        raise WtoursError(f"{run_dir}: no {checkpoint_path.name} here; is it a `wtours pretrain` run folder?")
     state = load_checkpoint(checkpoint_path)
     config = config_from_tree(json.loads(state["config"]), source=str(checkpoint_path))
     if config.method != "videomae":

@@ -34,17 +34,19 @@ class ClipTracks:
 def load_teacher_encoder(weights: Path) -> nn.Module:
     """The encoder to track with: a run folder (its checkpoint's teacher, else its exported encoder), a
     ``checkpoint.pt`` (the teacher's backbone at that step) or an exported ``encoder.safetensors``."""
+    from wtours.store import RunDir
     from wtours.trainers.backbones import BackboneSpec
     from wtours.trainers.checkpoint import load_checkpoint
     from wtours.trainers.config import config_from_tree
-    from wtours.trainers.engine import CHECKPOINT_NAME, ENCODER_NAME
 
     weights = Path(weights)
     if weights.is_dir():
-        candidates = [weights / CHECKPOINT_NAME, weights / ENCODER_NAME]
-        found = [path for path in candidates if path.is_file()]
+        run = RunDir(weights)
+        found = [path for path in (run.checkpoint_path, run.encoder_path) if path.is_file()]
         if not found:
-            raise WtoursError(f"{weights}: neither {CHECKPOINT_NAME} nor {ENCODER_NAME} in this folder")
+            raise WtoursError(
+                f"{weights}: neither {run.checkpoint_path.name} nor {run.encoder_path.name} in this folder"
+            )
         weights = found[0]
     if weights.suffix == ".safetensors":
         from wtours.trainers.features import load_encoder

@@ -639,10 +639,11 @@ def eval_knn(
 ) -> None:
     """Weighted k-NN top-1 of an encoder's L2-normalised fp32 [CLS] features, as DINO's eval_knn.py (train
     images vote for val images)."""
-    from wtours.trainers.compare import default_eval_output
+    from wtours.store import RunDir
     from wtours.trainers.launch import run_knn
 
-    out = out or default_eval_output(encoder, "knn_untrained.json" if untrained else "knn.json", None)
+    run = RunDir.holding(encoder)
+    out = out or (run.knn_path(untrained=untrained) if run else None)
     report = run_knn(
         encoder,
         labelled,
@@ -751,10 +752,11 @@ def eval_linear(
 ) -> None:
     """Linear probe on frozen [CLS] features, DINO's eval_linear.py by default: top-1 (final and best epoch)."""
     from wtours.sample.study import make_study_labelled_set
-    from wtours.trainers.compare import default_eval_output
+    from wtours.store import RunDir
     from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe
 
-    out = out or default_eval_output(encoder, "linear.json", Path("linear.json"))
+    run = RunDir.holding(encoder)
+    out = out or (run.linear_path if run else Path("linear.json"))
     labelled = labelled or make_study_labelled_set(sample_dir)
     report = run_linear_probe(
         encoder,
@@ -879,10 +881,11 @@ def eval_davis(
     device: str = EvalDeviceOption,
 ) -> None:
     """DAVIS-2017 video object segmentation by label propagation of frozen patch features; J, F and J&F."""
-    from wtours.trainers.compare import default_eval_output
+    from wtours.store import RunDir
     from wtours.trainers.eval_davis import PropagationConfig, run_davis_for_encoder
 
-    out_dir = out_dir or default_eval_output(encoder, "davis", Path("davis"))
+    run = RunDir.holding(encoder)
+    out_dir = out_dir or (run.davis_dir if run else Path("davis"))
     config = PropagationConfig(
         n_last_frames=n_last_frames,
         temperature=temperature,

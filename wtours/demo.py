@@ -24,7 +24,7 @@ from pathlib import Path
 from wtours.errors import WtoursError
 from wtours.progress import console
 from wtours.sample.sample_set import MOVIE_ID, SAMPLE_NAMES, WALK_ID
-from wtours.store import Store, file_sha256
+from wtours.store import RunDir, Store, file_sha256
 
 SAMPLE_WIDTH = 640
 SAMPLE_FPS = 30
@@ -251,7 +251,7 @@ def pretrain_videomae(run: DemoRun) -> None:
 def compare_methods(run: DemoRun) -> None:
     """k-NN and a linear probe of every demo run on the sample's labelled crops, then `wtours compare`."""
     runs = [run.workdir / "runs" / f"{method}-tiny" for method in ("dino", "dora", "videomae")]
-    runs = [run_dir for run_dir in runs if (run_dir / "encoder.safetensors").is_file()]
+    runs = [run_dir for run_dir in runs if RunDir(run_dir).encoder_path.is_file()]
     if not runs:
         return
     from wtours.trainers.compare import compare_runs
@@ -261,9 +261,10 @@ def compare_methods(run: DemoRun) -> None:
     labelled = run.workdir / "labelled"
     stamps = []
     for run_dir in runs:
-        trained = (run_dir / "encoder.safetensors").stat().st_mtime
-        knn_path, linear_path = run_dir / "eval" / "knn.json", run_dir / "eval" / "linear.json"
-        untrained_path = run_dir / "eval" / "knn_untrained.json"
+        files = RunDir(run_dir)
+        trained = files.encoder_path.stat().st_mtime
+        knn_path, linear_path = files.knn_path(), files.linear_path
+        untrained_path = files.knn_path(untrained=True)
         for path, untrained in ((knn_path, False), (untrained_path, True)):  # the run, and its baseline
             if not path.is_file() or path.stat().st_mtime < trained:
                 run_knn(
@@ -318,7 +319,7 @@ def _forget(store: Store, video_id: str) -> None:
     for path in (store.video_path(video_id), store.sidecar_path(video_id), store.state_path(video_id)):
         path.unlink(missing_ok=True)
     store.clips_path(video_id).unlink(missing_ok=True)
-    for folder in (store.partial_dir(video_id), store.analysis_dir(video_id), store.root / "proxies" / video_id):
+    for folder in (store.partial_dir(video_id), store.analysis_dir(video_id), store.proxies_dir(video_id)):
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -15,8 +15,18 @@ Layout under the data directory (``--data-dir`` or ``$WTOURS_DATA_DIR``, default
     clips/<id>.parquet         curated clip index
     proxies/<id>/short<S>/     training proxy: every frame as JPEG in shards (random access at train size)
 
-``Store`` is the one place these names are spelled: every command asks it for a path, so the layout can be
-read (and changed) here alone.
+A pretraining run is one folder (``runs/<name>/`` by default, outside the data directory)::
+
+    config.yaml                the resolved config the run trains with
+    metrics.jsonl              one line per logged step: step, epoch, loss, lr, ...
+    checkpoint.pt              everything a --resume needs
+    encoder_init.safetensors   the encoder at step 0 (+ .json): the floor of ``eval ... --untrained``
+    encoder.safetensors        the trained encoder (+ .json), once the run is finished
+    summary.json               steps done of the total, last loss
+    eval/                      what ``wtours eval`` wrote: knn.json, knn_untrained.json, linear.json, davis/
+
+``Store`` and ``RunDir`` are the one place these names are spelled: every command asks them for a path, so
+the layout can be read (and changed) here alone.
 """
 
 from __future__ import annotations
@@ -306,3 +316,102 @@ class Store:
         if not sidecar or not video.is_file():
             return False
         return sidecar.get("size") == video.stat().st_size
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one pretraining run folder (see the module docstring). Creating one touches nothing on disk.
+
+    Training writes it, evaluation adds to its ``eval/`` folder, ``wtours compare`` reads it: all three ask
+    here, so none of them needs to know another's file names."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str]) -> RunDir:
+        return cls(Path(root))
+
+    @classmethod
+    def holding(cls, path: str | os.PathLike[str]) -> RunDir | None:
+        """The run a command argument names (the folder itself, or a file in it such as its exported encoder),
+        or None for weights that live outside a run."""
+        path = Path(path)
+        if path.is_dir():
+            return cls(path)
+        if cls(path.parent).config_path.is_file():
+            return cls(path.parent)
+        return None
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def encoder_path(self) -> Path:
+        return self.root / "encoder.safetensors"
+
+    @property
+    def encoder_init_path(self) -> Path:
+        """The encoder at step 0: the floor its evaluations are read against."""
+        return self.root / "encoder_init.safetensors"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    def knn_path(self, *, untrained: bool = False) -> Path:
+        """``eval knn``'s report of the trained encoder, or with ``untrained`` of its floor."""
+        return self.eval_dir / ("knn_untrained.json" if untrained else "knn.json")
+
+    @property
+    def linear_path(self) -> Path:
+        return self.eval_dir / "linear.json"
+
+    @property
+    def davis_dir(self) -> Path:
+        """``eval davis``'s masks, per-object CSV and summary."""
+        return self.eval_dir / "davis"
+
+    @property
+    def davis_summary_path(self) -> Path:
+        return self.davis_dir / "summary.json"
+
+    def summary(self) -> dict[str, Any] | None:
+        return read_json(self.summary_path)
+
+    def is_finished(self) -> bool:
+        """True when the run trained every step it planned (its summary says so)."""
+        summary = self.summary() or {}
+        return bool(summary) and summary.get("steps_done") == summary.get("total_steps")
+
+    def losses(self) -> list[float]:
+        """The logged loss of every metrics line, in order (a partial last line is skipped)."""
+        losses = []
+        if self.metrics_path.is_file():
+            for line in self.metrics_path.read_text(encoding="utf-8").splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    losses.append(float(json.loads(line)["loss"]))
+        return losses
+
+
+def encoder_weights(path: str | os.PathLike[str]) -> Path:
+    """The weights file an evaluation argument means: itself, or a run folder's trained encoder."""
+    path = Path(path)
+    return RunDir(path).encoder_path if path.is_dir() else path
+
+
+def initial_encoder_weights(weights: str | os.PathLike[str]) -> Path:
+    """The step-0 encoder written beside ``weights`` (a run's encoder): the same network before training."""
+    return RunDir(Path(weights).parent).encoder_init_path

@@ -69,8 +69,9 @@ def two_aspect_ratios(make_video, tmp_path: Path) -> Path:
 
 def test_clips_of_two_aspect_ratios_train_together_and_resume_bit_exact(two_aspect_ratios: Path, tmp_path) -> None:
     from wtours.pipelines.clipdata import ClipDataset
+    from wtours.store import RunDir
     from wtours.trainers.checkpoint import load_checkpoint
-    from wtours.trainers.engine import CHECKPOINT_NAME, pretrain
+    from wtours.trainers.engine import pretrain
 
     dataset = ClipDataset(two_aspect_ratios, frames_per_clip=2, stride=5)
     assert {tuple(dataset[i]["frames"].shape) for i in range(len(dataset))} == {(2, 3, 48, 86), (2, 3, 48, 114)}
@@ -85,8 +86,8 @@ def test_clips_of_two_aspect_ratios_train_together_and_resume_bit_exact(two_aspe
     assert straight.steps_done == 4 and np.isfinite(straight.last_loss)
     pretrain(config("resumed"), dataset, stop_after_steps=2, show_progress=False)
     pretrain(config("resumed"), dataset, resume=True, show_progress=False)
-    expected = load_checkpoint(straight.run_dir / CHECKPOINT_NAME)["method"]
-    actual = load_checkpoint(tmp_path / "runs" / "resumed" / CHECKPOINT_NAME)["method"]
+    expected = load_checkpoint(RunDir(straight.run_dir).checkpoint_path)["method"]
+    actual = load_checkpoint(RunDir(tmp_path / "runs" / "resumed").checkpoint_path)["method"]
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[key], actual[key]) for key in expected), "resume is bit-exact"
 

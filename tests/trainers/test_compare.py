@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from wtours.cli import app
 from wtours.errors import WtoursError
-from wtours.trainers.compare import compare_runs, default_eval_output
+from wtours.store import RunDir
+from wtours.trainers.compare import compare_runs
 from wtours.trainers.engine import pretrain
 
 FIGURES = ("loss_curves", "eval_by_method", "eval_by_videos")
@@ -161,8 +162,6 @@ def test_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path: Path, make, me
 def test_eval_results_of_a_run_default_to_its_eval_folder(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "dino"
     write_run_by_hand(run_dir, "dino", None, [1.0], evaluations={})
-    assert default_eval_output(run_dir, "davis", Path("davis")) == run_dir / "eval" / "davis"
-    assert default_eval_output(run_dir / "encoder.safetensors", "knn.json", None) == run_dir / "eval" / "knn.json"
-    assert default_eval_output(tmp_path / "elsewhere.safetensors", "linear.json", Path("linear.json")) == Path(
-        "linear.json"
-    )
+    assert RunDir.holding(run_dir).davis_dir == run_dir / "eval" / "davis"
+    assert RunDir.holding(run_dir / "encoder.safetensors").knn_path() == run_dir / "eval" / "knn.json"
+    assert RunDir.holding(tmp_path / "elsewhere.safetensors") is None

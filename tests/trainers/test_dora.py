@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from wtours.errors import WtoursError
+from wtours.store import RunDir
 from wtours.trainers.checkpoint import load_checkpoint
 from wtours.trainers.config import TrainConfig, load_config
 from wtours.trainers.data import FramesDataset
@@ -26,7 +27,7 @@ from wtours.trainers.dora import (
     refine_prototypes,
     track_objects,
 )
-from wtours.trainers.engine import CHECKPOINT_NAME, pretrain
+from wtours.trainers.engine import pretrain
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -290,7 +291,7 @@ def test_more_objects_than_heads_is_refused(tmp_path: Path, sample_frames) -> No
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir / CHECKPOINT_NAME)["method"]
+    return load_checkpoint(RunDir(run_dir).checkpoint_path)["method"]
 
 
 @pytest.mark.slow
@@ -312,7 +313,7 @@ def test_tiny_preset_trains_and_resumes_bit_exactly(tmp_path: Path, sample_frame
     assert [record["step"] for record in records] == [1, 2, 3, 4, 5, 6]
     assert all(math.isfinite(record["loss"]) and 0 < record["mask_area"] < 1 for record in records)
     # The run's checkpoint is enough to look at what its teacher tracks.
-    teacher = load_teacher_encoder(second.run_dir / CHECKPOINT_NAME)
+    teacher = load_teacher_encoder(RunDir(second.run_dir).checkpoint_path)
     assert all(
         torch.equal(tensor, resumed[f"teacher.backbone.{name}"]) for name, tensor in teacher.state_dict().items()
     )

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from wtours.errors import WtoursError
+from wtours.store import RunDir
 from wtours.trainers.checkpoint import load_checkpoint
-from wtours.trainers.engine import CHECKPOINT_NAME, NonFiniteLossError, pretrain
+from wtours.trainers.engine import NonFiniteLossError, pretrain
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir / CHECKPOINT_NAME)["method"]
+    return load_checkpoint(RunDir(run_dir).checkpoint_path)["method"]
 
 
 class KilledAt(torch.utils.data.Dataset):
@@ -39,7 +40,7 @@ def test_resume_after_a_kill_is_bit_exact(tmp_path: Path, sample_frames, tiny_co
     # Dies while loading the batch of step 4 (batch size 4): the last checkpoint holds step 2.
     with pytest.raises(KeyboardInterrupt):
         pretrain(config, KilledAt(sample_frames, fatal_index=3 * 4), show_progress=False)
-    assert load_checkpoint(config.run_dir / CHECKPOINT_NAME)["step"] == 2
+    assert load_checkpoint(RunDir(config.run_dir).checkpoint_path)["step"] == 2
     # Two more invocations: one stopped early on purpose, one to the end.
     stopped = pretrain(config, sample_frames, resume=True, stop_after_steps=1, show_progress=False)
     assert stopped.steps_done == 3
@@ -70,7 +71,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path: Path, sample_
     )
     with pytest.raises(NonFiniteLossError, match="is intact") as caught:
         pretrain(config, sample_frames, show_progress=False)
-    saved = load_checkpoint(config.run_dir / CHECKPOINT_NAME)
+    saved = load_checkpoint(RunDir(config.run_dir).checkpoint_path)
     bad_step = int(str(caught.value).split("at step ")[1].split()[0])
     assert saved["step"] == bad_step - 1
     assert all(

@@ -54,12 +54,12 @@ def test_eval_commands_write_their_results(tmp_path):
 
 
 def test_eval_knn_untrained_writes_the_baseline_beside_the_run(tmp_path):
+    from wtours.store import RunDir
     from wtours.trainers.backbones import BackboneSpec, export_encoder
-    from wtours.trainers.engine import ENCODER_NAME
 
     run_dir = tmp_path / "runs" / "tiny"
     spec = BackboneSpec("vit_tiny_patch16_224", {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8})
-    export_encoder(spec.create().eval(), spec, run_dir / ENCODER_NAME)
+    export_encoder(spec.create().eval(), spec, RunDir(run_dir).encoder_path)
     write_image_folder(tmp_path / "data" / "train", 6, 0)
     write_image_folder(tmp_path / "data" / "val", 4, 1)
     common = ["eval", "knn", str(run_dir), "--data", str(tmp_path / "data"), "--k", "3", "--image-size", "32",

@@ -71,12 +71,12 @@ def test_load_encoder_strips_training_wrappers_and_reads_the_architecture(tmp_pa
 
 
 def test_load_encoder_reads_what_training_exports_from_the_run_folder(tmp_path):
+    from wtours.store import RunDir
     from wtours.trainers.backbones import BackboneSpec, export_encoder
-    from wtours.trainers.engine import ENCODER_NAME
 
     spec = BackboneSpec("vit_tiny_patch16_224", TINY_VIT)
     model = spec.create().eval()
-    export_encoder(model, spec, tmp_path / ENCODER_NAME)
+    export_encoder(model, spec, RunDir(tmp_path).encoder_path)
     loaded = load_encoder(None, tmp_path)  # the run folder, as `wtours eval knn` accepts it
     images = torch.randn(1, 3, 32, 32)
     assert torch.allclose(loaded(images), model(images), atol=1e-6)
@@ -110,15 +110,15 @@ def test_encoders_without_cls_token_use_mean_patch_tokens():
 
 
 def test_load_encoder_untrained_is_the_same_architecture_at_a_fixed_random_init(tmp_path):
+    from wtours.store import RunDir
     from wtours.trainers.backbones import BackboneSpec, export_encoder
-    from wtours.trainers.engine import ENCODER_NAME
 
     spec = BackboneSpec("vit_tiny_patch16_224", TINY_VIT)
     trained = spec.create().eval()
     with torch.no_grad():
         for param in trained.parameters():
             param.mul_(-2.0).add_(0.5)  # anything far from an initialisation
-    export_encoder(trained, spec, tmp_path / ENCODER_NAME)
+    export_encoder(trained, spec, RunDir(tmp_path).encoder_path)
     images = torch.randn(2, 3, 32, 48)
     torch.manual_seed(123)
     rng_before = torch.get_rng_state()

@@ -334,8 +334,9 @@ def test_tiny_preset_loss_decreases_on_the_sample(tmp_path: Path, sample_clips) 
 
 
 def test_resume_is_bit_exact(tmp_path: Path, sample_clips) -> None:
+    from wtours.store import RunDir
     from wtours.trainers.checkpoint import load_checkpoint
-    from wtours.trainers.engine import CHECKPOINT_NAME, pretrain
+    from wtours.trainers.engine import pretrain
 
     settings = {"optim.epochs": 1, "optim.steps_per_epoch": 4}
     straight = pretrain(tiny_videomae_config(tmp_path, **{"run.name": "straight", **settings}), sample_clips,
@@ -344,8 +345,8 @@ def test_resume_is_bit_exact(tmp_path: Path, sample_clips) -> None:
     assert pretrain(config, sample_clips, stop_after_steps=2, show_progress=False).steps_done == 2
     resumed = pretrain(config, sample_clips, resume=True, show_progress=False)
     assert resumed.steps_done == straight.steps_done == 4
-    expected = load_checkpoint(straight.run_dir / CHECKPOINT_NAME)
-    actual = load_checkpoint(resumed.run_dir / CHECKPOINT_NAME)
+    expected = load_checkpoint(RunDir(straight.run_dir).checkpoint_path)
+    actual = load_checkpoint(RunDir(resumed.run_dir).checkpoint_path)
     for name, tensor in expected["method"].items():
         assert torch.equal(tensor, actual["method"][name]), name
     assert _losses(straight.run_dir) == _losses(resumed.run_dir)
