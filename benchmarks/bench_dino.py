@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
-from wtours.trainers.config import load_config
-from wtours.trainers.distributed import ProcessInfo
-from wtours.trainers.engine import Optimization, param_groups, prepare_student
-from wtours.trainers.methods import ScheduleShape, StepState, method_module
+from wtours.trainers.training.config import load_config
+from wtours.trainers.training.distributed import ProcessInfo
+from wtours.trainers.training.engine import Optimization, param_groups, prepare_student
+from wtours.trainers.training.methods import ScheduleShape, StepState, method_module
 
 MODES = {
     "official": dict(amp=torch.float16, fused=False, compile=False),

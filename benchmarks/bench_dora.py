@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from wtours.trainers.config import load_config
-from wtours.trainers.dora import Options, build
-from wtours.trainers.engine import clip_per_parameter, param_groups, resolve_device
-from wtours.trainers.methods import ScheduleShape, StepState
+from wtours.trainers.training.config import load_config
+from wtours.trainers.training.dora import Options, build
+from wtours.trainers.training.engine import clip_per_parameter, param_groups, resolve_device
+from wtours.trainers.training.methods import ScheduleShape, StepState
 
 
 def measure(

@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from wtours.trainers.config import load_config
-from wtours.trainers.engine import param_groups, resolve_device, resolve_precision
-from wtours.trainers.methods import ScheduleShape, StepState, method_module
-from wtours.trainers.videomae import masked_per_frame
+from wtours.trainers.training.config import load_config
+from wtours.trainers.training.engine import param_groups, resolve_device, resolve_precision
+from wtours.trainers.training.methods import ScheduleShape, StepState, method_module
+from wtours.trainers.training.videomae import masked_per_frame
 
 
 def bench_preset(

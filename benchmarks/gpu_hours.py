@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from wtours.trainers.config import TrainConfig, load_config
-from wtours.trainers.methods import ScheduleShape, StepState, method_module
+from wtours.trainers.training.config import TrainConfig, load_config
+from wtours.trainers.training.methods import ScheduleShape, StepState, method_module
 
 # The DINO README's vanilla run: ViT-S/16, 2x224 + 8x96 crops, 100 epochs of ImageNet-1k, 1.75 days, 8 GPUs.
 PUBLISHED_DINO_RUN = {"images": 1_281_167, "epochs": 100, "days": 1.75, "gpus": 8}

@@ -48,7 +48,7 @@ def study_dataset(config, walk: Path, truth_path: Path):
     """Every frame of the walk (DINO: one image per item) or clips of ``data.frames_per_clip`` frames
     ``data.stride`` apart that stay inside one photo's stretch of the walk."""
     from wtours.sample.study import StudyTruth
-    from wtours.trainers.data import FrameClips, decode_frames
+    from wtours.trainers.training.data import FrameClips, decode_frames
 
     truth = StudyTruth.load(truth_path)
     images = decode_frames([walk], every=1, short_side=truth.height, max_frames=truth.n_frames)
@@ -63,9 +63,9 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     import torch
 
     from wtours.store import RunDir
-    from wtours.trainers.config import load_config
-    from wtours.trainers.engine import pretrain
     from wtours.trainers.launch import run_knn
+    from wtours.trainers.training.config import load_config
+    from wtours.trainers.training.engine import pretrain
 
     torch.set_num_threads(threads)
     root = Path(workdir)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.workdir / "study.md").write_text(table)
     (args.workdir / "study.json").write_text(json.dumps({"rows": rows, "total_s": total_s}, indent=2) + "\n")
 
-    from wtours.trainers.compare import compare_runs
+    from wtours.trainers.evaluation.compare import compare_runs
 
     first_seed = [Path(row["run_dir"]) for row in rows if row["seed"] == args.seeds[0]]
     person = sorted((args.workdir / "study_set" / "val").glob("*/*.png"))[:1]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from wtours.pipelines.clip_index import ClipSpec, build_clip_index
-from wtours.trainers.config import load_config
+from wtours.trainers.training.config import load_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -91,7 +91,8 @@ def test_built_wheel_installs_and_imports_every_module(tmp_path):
     packages = sorted(
         name[: -len("/__init__.py")].replace("/", ".") for name in names if name.endswith("/__init__.py")
     )
-    assert {"wtours", "wtours.analysis", "wtours.pipelines", "wtours.trainers", "wtours.sample"} <= set(packages)
+    assert {"wtours", "wtours.analysis", "wtours.pipelines", "wtours.trainers", "wtours.trainers.training",
+            "wtours.trainers.evaluation", "wtours.sample"} <= set(packages)
     # Every source folder with an __init__.py made it into the wheel (catches a package missing from
     # pyproject's explicit list).
     for folder, namespace in (("analysis", "wtours.analysis"), ("pipelines", "wtours.pipelines"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wtours.trainers.config import load_config
+from wtours.trainers.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,11 +1,11 @@
-"""Self-supervised pretraining: one engine, one module per method (DINO, DoRA, VideoMAE).
+"""Self-supervised pretraining and what is measured of it, in two subpackages that depend one way:
 
-Where to change one thing:
+- ``training`` (``wtours.trainers.training``): one engine, one module per method (DINO, DoRA, VideoMAE) and
+  the pieces they share (self-distillation head, loss, center and EMA teacher; views; schedules; backbones;
+  checkpoints). It imports nothing from evaluation.
+- ``evaluation`` (``wtours.trainers.evaluation``): frozen-encoder features, k-NN, linear probe, attention
+  maps, DAVIS label propagation, DoRA's tracks, VideoMAE's reconstructions, and ``compare`` of several runs.
+  It loads what training exported (``encoder.safetensors``, ``checkpoint.pt``: see ``wtours.store.RunDir``).
 
-- a loss, head or view recipe: the method's module (``dino.py``, ``dora.py``, ``videomae.py``);
-  the interface it implements is ``methods.Method``, and ``methods.METHODS`` registers it;
-- the training loop, precision, DDP, checkpoints, metrics: ``engine.py`` (written once for all);
-- lr / weight-decay / EMA schedules: ``schedules.py``; crops and colour augmentation: ``views.py``;
-- the encoder: ``backbones.py`` (timm ViTs, export to safetensors); last-block attention: ``attention.py``;
-- defaults: ``presets/*.yaml``, validated by ``config.py``; evaluation: ``knn.py``, ``eval_*.py``.
+Defaults of every method live in ``presets/*.yaml``, validated by ``training.config``.
 """

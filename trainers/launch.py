@@ -7,7 +7,7 @@ from typing import Any
 
 from wtours.errors import WtoursError
 from wtours.progress import console
-from wtours.trainers.config import TrainConfig, config_to_tree, load_config, preset_path
+from wtours.trainers.training.config import TrainConfig, config_to_tree, load_config, preset_path
 
 # What `wtours pretrain --method M` trains without --preset: each method as the Walking Tours paper compares it.
 DEFAULT_PRESETS = {"dino": "dino_vits16_wt", "dora": "dora_vits16", "videomae": "videomae_vits16"}
@@ -20,7 +20,7 @@ def resolve_config(method: str | None, preset: str | None, overrides: dict[str, 
     """
     import yaml
 
-    from wtours.trainers.methods import METHODS
+    from wtours.trainers.training.methods import METHODS
 
     if method is not None and method not in METHODS:
         raise WtoursError(f"unknown method {method!r} (available: {', '.join(sorted(METHODS))})")
@@ -41,8 +41,8 @@ def run_pretrain(
     show_progress: bool = True,
 ):
     """Train on the curated clips of ``config.data`` or, with ``videos``, on frames decoded from them."""
-    from wtours.trainers.data import clip_dataset, decode_frames
-    from wtours.trainers.engine import pretrain
+    from wtours.trainers.training.data import clip_dataset, decode_frames
+    from wtours.trainers.training.engine import pretrain
 
     if videos:
         short_side = config.data.proxy_short_side or 256
@@ -80,9 +80,9 @@ def run_knn(
 
     from wtours.sample.study import make_study_labelled_set
     from wtours.store import atomic_write_json, encoder_weights
-    from wtours.trainers.engine import resolve_device
-    from wtours.trainers.features import load_encoder
-    from wtours.trainers.knn import evaluate_knn
+    from wtours.trainers.evaluation.features import load_encoder
+    from wtours.trainers.evaluation.knn import evaluate_knn
+    from wtours.trainers.training.engine import resolve_device
 
     encoder_path = encoder_weights(encoder_path)
     encoder = load_encoder(None, encoder_path, untrained=untrained)

@@ -557,8 +557,8 @@ def pretrain(
     needed to --resume) and, when finished, encoder.safetensors (+ .json) that a plain timm model loads.
     Several GPUs: [bold]torchrun --nproc_per_node=8 -m wtours pretrain ...[/] (each process takes one GPU).
     """
-    from wtours.trainers.config import parse_override
     from wtours.trainers.launch import print_config, resolve_config, run_pretrain
+    from wtours.trainers.training.config import parse_override
 
     overrides: dict[str, object] = {}
     for key, value in (
@@ -753,7 +753,7 @@ def eval_linear(
     """Linear probe on frozen [CLS] features, DINO's eval_linear.py by default: top-1 (final and best epoch)."""
     from wtours.sample.study import make_study_labelled_set
     from wtours.store import RunDir
-    from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe
+    from wtours.trainers.evaluation.linear import LinearProbeConfig, run_linear_probe
 
     run = RunDir.holding(encoder)
     out = out or (run.linear_path if run else Path("linear.json"))
@@ -809,7 +809,7 @@ def eval_attention(
     device: str = EvalDeviceOption,
 ) -> None:
     """Per-head [CLS] attention of the last block, one column per head (PNG and PDF)."""
-    from wtours.trainers.eval_attention import write_attention_grid
+    from wtours.trainers.evaluation.attention_maps import write_attention_grid
 
     for path in write_attention_grid(
         encoder, images, out, arch=arch, image_size=image_size, mass=threshold, device=device
@@ -882,7 +882,7 @@ def eval_davis(
 ) -> None:
     """DAVIS-2017 video object segmentation by label propagation of frozen patch features; J, F and J&F."""
     from wtours.store import RunDir
-    from wtours.trainers.eval_davis import PropagationConfig, run_davis_for_encoder
+    from wtours.trainers.evaluation.davis import PropagationConfig, run_davis_for_encoder
 
     run = RunDir.holding(encoder)
     out_dir = out_dir or (run.davis_dir if run else Path("davis"))
@@ -935,7 +935,7 @@ def eval_reconstruct(
     ),
 ) -> None:
     """Original, masked and reconstructed frames of one clip as an image grid (VideoMAE runs)."""
-    from wtours.trainers.reconstruct import write_reconstruction
+    from wtours.trainers.evaluation.reconstruct import write_reconstruction
 
     figures = write_reconstruction(run, video, out, start_frame=start_frame, seed=seed)
     typer.echo(f"{out}\tmasked-token loss {figures['loss']:.4f}\tmask ratio {figures['mask_ratio']:.2f}")
@@ -976,7 +976,7 @@ def eval_tracks(
 ) -> None:
     """Draw the k objects DoRA's teacher discovers on a clip's first frame and tracks over its T frames."""
     from wtours.frames import stream_info
-    from wtours.trainers.tracks import eval_tracks as run_eval_tracks
+    from wtours.trainers.evaluation.tracks import eval_tracks as run_eval_tracks
 
     start_frame = round(start * stream_info(video).fps)
     strip_path, gif_path, tracks = run_eval_tracks(
@@ -1020,7 +1020,7 @@ def compare(
 ) -> None:
     """Loss curves, k-NN / linear / J&F per method and per pretraining videos (PNG + PDF) and a results table
     (Markdown, CSV, LaTeX) of several runs."""
-    from wtours.trainers.compare import compare_runs
+    from wtours.trainers.evaluation.compare import compare_runs
 
     written = compare_runs(
         runs, out, attention_images=images, attention_size=image_size, attention_mass=threshold, device=device

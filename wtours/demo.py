@@ -224,7 +224,7 @@ def pretrain_dora(run: DemoRun) -> None:
     """A few DoRA steps on the same clips, then the objects its teacher discovers and tracks."""
     if not _training_ready(run, "DoRA"):
         return
-    from wtours.trainers.tracks import demo_dora
+    from wtours.trainers.evaluation.tracks import demo_dora
 
     video = Store.at(run.data_dir).video_path(WALK_ID)
     report = demo_dora(run.workdir, run.data_dir, video, **DEMO_CLIP)
@@ -238,7 +238,7 @@ def pretrain_videomae(run: DemoRun) -> None:
     """A few VideoMAE steps on the same clips, then a reconstruction grid."""
     if not _training_ready(run, "VideoMAE"):
         return
-    from wtours.trainers.reconstruct import demo_pretrain_and_reconstruct
+    from wtours.trainers.evaluation.reconstruct import demo_pretrain_and_reconstruct
 
     video = Store.at(run.data_dir).video_path(WALK_ID)
     report = demo_pretrain_and_reconstruct(run.workdir, run.data_dir, video, **DEMO_CLIP)
@@ -254,8 +254,8 @@ def compare_methods(run: DemoRun) -> None:
     runs = [run_dir for run_dir in runs if RunDir(run_dir).encoder_path.is_file()]
     if not runs:
         return
-    from wtours.trainers.compare import compare_runs
-    from wtours.trainers.eval_linear import LinearProbeConfig, run_linear_probe
+    from wtours.trainers.evaluation.compare import compare_runs
+    from wtours.trainers.evaluation.linear import LinearProbeConfig, run_linear_probe
     from wtours.trainers.launch import run_knn
 
     labelled = run.workdir / "labelled"

@@ -126,7 +126,7 @@ TINY = [f"--set={key}={value}" for key, value in TINY_SIZES.items()]
 def test_pretrain_killed_at_a_random_step_resumes_bit_exact(cli, make_video, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from wtours.trainers.checkpoint import load_checkpoint
+    from wtours.trainers.training.checkpoint import load_checkpoint
 
     video = make_video("walk.mp4", frames=60, width=96, height=54)
     args = ["pretrain", "--preset", "dino_tiny_cpu", "--video", video, "-o", tmp_path / "runs", "--set",

@@ -13,8 +13,8 @@ import pytest
 import torch
 from faultkit import assert_one_line_error
 
-from wtours.trainers.config import load_config
-from wtours.trainers.data import collate_clips
+from wtours.trainers.training.config import load_config
+from wtours.trainers.training.data import collate_clips
 
 pytestmark = pytest.mark.faults
 
@@ -34,7 +34,7 @@ def test_a_batch_of_clips_of_different_sizes_is_cropped_centred_to_their_common_
 
 def test_videos_of_two_aspect_ratios_decode_into_one_training_set(make_video) -> None:
     """`wtours pretrain --video a.mp4 --video b.mp4`, a 16:9 and a 2.37:1 file: held as clips of their own sizes."""
-    from wtours.trainers.data import decode_frames
+    from wtours.trainers.training.data import decode_frames
 
     videos = [make_video("hd.mp4", frames=6, width=96, height=54), make_video("scope.mp4", frames=6, width=128,
                                                                                height=54)]  # fmt: skip
@@ -70,8 +70,8 @@ def two_aspect_ratios(make_video, tmp_path: Path) -> Path:
 def test_clips_of_two_aspect_ratios_train_together_and_resume_bit_exact(two_aspect_ratios: Path, tmp_path) -> None:
     from wtours.pipelines.clipdata import ClipDataset
     from wtours.store import RunDir
-    from wtours.trainers.checkpoint import load_checkpoint
-    from wtours.trainers.engine import pretrain
+    from wtours.trainers.training.checkpoint import load_checkpoint
+    from wtours.trainers.training.engine import pretrain
 
     dataset = ClipDataset(two_aspect_ratios, frames_per_clip=2, stride=5)
     assert {tuple(dataset[i]["frames"].shape) for i in range(len(dataset))} == {(2, 3, 48, 86), (2, 3, 48, 114)}

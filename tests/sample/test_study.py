@@ -249,7 +249,7 @@ def test_an_untrained_network_is_far_from_solving_the_default_set(tmp_path):
     """The point of the set: a random tiny ViT must leave room for a pretrained one to show a gain."""
     torch = pytest.importorskip("torch")
     timm = pytest.importorskip("timm")
-    from wtours.trainers.knn import evaluate_knn
+    from wtours.trainers.evaluation.knn import evaluate_knn
 
     torch.manual_seed(0)
     encoder = timm.create_model(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wtours.trainers.config import TrainConfig, load_config
+from wtours.trainers.training.config import TrainConfig, load_config
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def sample_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_frames(sample_video: Path):
     """60 frames (every 3rd) of the sample walking tour at 72 px high, as 1-frame clips."""
-    from wtours.trainers.data import decode_frames
+    from wtours.trainers.training.data import decode_frames
 
     return decode_frames([sample_video], every=3, short_side=72)
 

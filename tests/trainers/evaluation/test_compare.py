@@ -1,0 +1,167 @@
+"""`wtours compare` on a real tiny DINO run (evaluated through `wtours eval`) beside runs written by hand."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from test_attention_maps import write_images
+from test_linear import write_image_folder
+from typer.testing import CliRunner
+
+from wtours.cli import app
+from wtours.errors import WtoursError
+from wtours.store import RunDir
+from wtours.trainers.evaluation.compare import compare_runs
+from wtours.trainers.training.engine import pretrain
+
+FIGURES = ("loss_curves", "eval_by_method", "eval_by_videos")
+TABLES = ("results.md", "results.csv", "results.tex")
+
+
+def write_run_by_hand(
+    run_dir: Path, method: str, video_ids: list[str] | None, losses: list[float], evaluations: dict[str, dict]
+) -> None:
+    """A run folder in the format `pretrain` and `wtours eval` write, without training anything."""
+    run_dir.mkdir(parents=True)
+    config = {
+        "method": method,
+        "run": {"name": run_dir.name},
+        "backbone": {"arch": "vit_small", "patch_size": 16},
+        "optim": {"epochs": 2},
+        "data": {"data_dir": "data", "video_ids": video_ids},
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    if losses:
+        lines = [
+            json.dumps({"step": step, "epoch": (step - 1) // 2, "loss": loss}) for step, loss in enumerate(losses, 1)
+        ]
+        (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        summary = {"method": method, "steps_done": len(losses), "total_steps": len(losses)}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+    for relative_path, report in evaluations.items():
+        path = run_dir / "eval" / relative_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report))
+
+
+def markdown_rows(text: str) -> dict[str, dict[str, str]]:
+    """run name -> {column title: cell} of the Markdown table."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [
+        dict(zip(headers, (cell.strip() for cell in line.strip("|").split("|")), strict=True)) for line in lines[2:]
+    ]
+    return {row["run"]: row for row in rows}
+
+
+def test_compare_two_runs_writes_every_file_with_the_runs_numbers(tmp_path: Path, sample_frames, tiny_config) -> None:
+    runner = CliRunner()
+    config = tiny_config(tmp_path / "runs", **{"run.name": "dino-a", "optim.steps_per_epoch": 3, "run.log_every": 1})
+    run_a = pretrain(config, sample_frames, show_progress=False).run_dir
+    labelled = tmp_path / "labelled"
+    write_image_folder(labelled / "train", 6, seed=0)
+    write_image_folder(labelled / "val", 4, seed=1)
+    # No --out: results of a run folder land in <run>/eval/, where compare reads them.
+    result = runner.invoke(app, [
+        "eval", "knn", str(run_a), "--data", str(labelled), "--k", "3", "--k", "5", "--image-size", "32",
+        "--num-workers", "0", "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [
+        "eval", "linear", str(run_a), "--data", str(labelled), "--resize", "32", "--crop", "32", "--epochs", "3",
+        "--n-last-blocks", "1", "--no-cache", "--num-workers", "0", "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [
+        "eval", "knn", str(run_a), "--data", str(labelled), "--k", "3", "--k", "5", "--image-size", "32",
+        "--num-workers", "0", "--device", "cpu", "--untrained",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    knn = json.loads((run_a / "eval" / "knn.json").read_text())
+    untrained = json.loads((run_a / "eval" / "knn_untrained.json").read_text())
+    linear = json.loads((run_a / "eval" / "linear.json").read_text())
+
+    run_b = tmp_path / "runs" / "dora-b"
+    write_run_by_hand(run_b, "dora", ["Venice", "Kyoto"], [3.5, 3.1, 2.9, 2.95], evaluations={})
+    image = write_images(tmp_path / "images")[0]
+    out = tmp_path / "compare"
+    result = runner.invoke(app, [
+        "compare", str(run_a), str(run_b), "--out", str(out), "--image", str(image), "--image-size", "32",
+        "--device", "cpu",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+    for stem in (*FIGURES, "attention"):
+        assert (out / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
+        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+    for name in TABLES:
+        assert (out / name).stat().st_size > 0
+    assert not list(out.glob(".*.tmp")), "no temporary files are left behind"
+
+    rows = {row["run"]: row for row in csv.DictReader((out / "results.csv").open())}
+    metrics = [json.loads(line) for line in (run_a / "metrics.jsonl").read_text().splitlines()]
+    best_k, best_top1 = max(sorted((int(k), v) for k, v in knn["top1"].items()), key=lambda item: item[1])
+    a, b = rows["dino-a"], rows["dora-b"]
+    assert (a["method"], a["steps"], a["total_steps"]) == ("dino", "3", "3")
+    assert float(a["final_loss"]) == metrics[-1]["loss"]
+    assert (float(a["knn_top1"]), int(a["knn_k"])) == (best_top1, best_k)
+    assert float(a["knn_untrained_top1"]) == untrained["top1"][str(best_k)]  # the baseline at the same k
+    assert float(a["linear_top1"]) == pytest.approx(100 * linear["best_top1"])
+    assert a["davis_jf"] == "" and a["missing"] == "DAVIS"
+    assert (b["method"], b["pretraining_videos"], float(b["final_loss"])) == ("dora", "Venice+Kyoto", 2.95)
+    assert b["knn_top1"] == b["knn_untrained_top1"] == b["linear_top1"] == b["davis_jf"] == ""
+
+    markdown = markdown_rows((out / "results.md").read_text())
+    assert markdown["dora-b"]["k-NN top-1"] == markdown["dora-b"]["linear top-1"] == markdown["dora-b"]["J&F"] == "—"
+    assert markdown["dino-a"]["k-NN top-1"] == f"{best_top1:.1f}"
+    latex = (out / "results.tex").read_text()
+    assert all(rule in latex for rule in (r"\toprule", r"\midrule", r"\bottomrule"))
+    assert r"\textbf{" + f"{best_top1:.1f}" + "}" in latex and "dora-b" in latex
+
+
+def test_runs_missing_metrics_or_evaluations_are_marked_not_dropped(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    write_run_by_hand(bare, "videomae", None, [], evaluations={})
+    davis = {"JF_mean": 0.5, "J_mean": 0.45, "F_mean": 0.55}
+    evaluated = tmp_path / "evaluated"
+    write_run_by_hand(
+        evaluated,
+        "dino",
+        ["Venice"],
+        [5.0, 4.0],
+        evaluations={"davis/summary.json": davis, "linear.json": {"top1": 0.25}},
+    )
+    written = compare_runs([bare, evaluated], tmp_path / "out")
+    assert {f"{stem}.{suffix}" for stem in FIGURES for suffix in ("png", "pdf")} | set(TABLES) <= set(written)
+    assert "attention.png" not in written  # no images asked for
+
+    rows = {row["run"]: row for row in csv.DictReader((tmp_path / "out" / "results.csv").open())}
+    assert rows["bare"]["final_loss"] == rows["bare"]["steps"] == ""
+    assert rows["bare"]["missing"] == "metrics, k-NN, linear, DAVIS"
+    assert float(rows["evaluated"]["davis_jf"]) == 50.0 and float(rows["evaluated"]["linear_top1"]) == 25.0
+    markdown = markdown_rows((tmp_path / "out" / "results.md").read_text())
+    assert markdown["bare"]["final loss"] == markdown["bare"]["J&F"] == "—"
+    assert markdown["evaluated"]["pretraining videos"] == "Venice"
+    assert r"\textbf{50.0}" in (tmp_path / "out" / "results.tex").read_text()
+
+
+@pytest.mark.parametrize(
+    "make, message", [(lambda root: root / "nope", "no such run folder"), (lambda root: root, "no config.yaml")]
+)
+def test_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path: Path, make, message: str) -> None:
+    result = CliRunner().invoke(app, ["compare", str(make(tmp_path)), "--out", str(tmp_path / "out")])
+    assert isinstance(result.exception, WtoursError)
+    assert message in str(result.exception) and "\n" not in str(result.exception)
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_results_of_a_run_default_to_its_eval_folder(tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "dino"
+    write_run_by_hand(run_dir, "dino", None, [1.0], evaluations={})
+    assert RunDir.holding(run_dir).davis_dir == run_dir / "eval" / "davis"
+    assert RunDir.holding(run_dir / "encoder.safetensors").knn_path() == run_dir / "eval" / "knn.json"
+    assert RunDir.holding(tmp_path / "elsewhere.safetensors") is None

@@ -1,0 +1,177 @@
+"""Training configuration as data: pydantic models loaded from YAML presets, unknown keys rejected.
+
+A run's config has one section per concern (``run``, ``backbone``, ``optim``, ``data``) plus one section
+named after the method (``dino:`` ...), validated by that method's own options model. The presets live in
+``trainers/presets/``; ``wtours pretrain --preset NAME --set optim.lr=1e-4`` overrides any key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from wtours.errors import WtoursError
+
+PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+class Section(BaseModel):
+    """Base of every config section: a misspelt key is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunConfig(Section):
+    name: str = "dino"
+    output_dir: Path = Path("runs")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    compile: bool = False
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
+    log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
+
+
+class BackboneConfig(Section):
+    arch: Literal["vit_tiny", "vit_small", "vit_base"] = "vit_small"
+    patch_size: Literal[8, 16] = 16
+    drop_path_rate: float = Field(0.1, ge=0.0, lt=1.0)
+    pos_embed_resize: Literal["dino", "timm"] = Field(
+        "dino",
+        description="how the 224-px position table is resized for other crop sizes: 'dino' = the official "
+        "interpolate_pos_encoding (DINO, DoRA), 'timm' = timm's antialiased resample",
+    )
+    # Overrides for tiny test models (None keeps the architecture's own value).
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+
+
+class OptimConfig(Section):
+    epochs: int = Field(100, ge=1)
+    steps_per_epoch: int | None = Field(
+        None, ge=1, description="cap on steps per epoch; None = one pass over the sampler"
+    )
+    batch_size: int = Field(64, ge=1, description="samples per process per step")
+    lr: float = Field(5e-4, gt=0, description="peak lr at a total batch of 256 (scaled linearly)")
+    min_lr: float = Field(1e-6, ge=0)
+    warmup_epochs: float = Field(10, ge=0)
+    weight_decay: float = Field(0.04, ge=0)
+    weight_decay_end: float = Field(0.4, ge=0)
+    momentum_teacher: float = Field(0.996, ge=0, le=1)
+    clip_grad: float = Field(3.0, ge=0, description="per-parameter gradient norm cap; 0 disables")
+    freeze_last_layer: float = Field(
+        1, ge=0, description="epochs during which the head's last layer is frozen"
+    )
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class DataConfig(Section):
+    """Which curated clips to read (see wtours.pipelines.clipdata) and how many loader workers."""
+
+    data_dir: Path = Path("data")
+    video_ids: list[str] | None = None
+    frames_per_clip: int = Field(1, ge=1)
+    stride: int = Field(60, ge=1)
+    proxy_short_side: int | None = None
+    mode: Literal["index", "any_start"] = "index"
+    filters: dict[str, float] | None = Field(None, description="e.g. {max_darkness: 0.8, min_motion: 0.01}")
+    num_workers: int = Field(4, ge=0)
+
+
+class TrainConfig(Section):
+    method: str = "dino"
+    run: RunConfig = RunConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    # The method's own options, validated by its module (e.g. wtours.trainers.training.dino.DinoOptions).
+    method_options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.output_dir / self.run.name
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """A shipped preset by name (``dino_vits16_wt``) or any YAML file by path."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    shipped = PRESETS_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    available = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+    raise WtoursError(f"no preset or YAML file {str(name_or_path)!r} (shipped presets: {available})")
+
+
+def _set_dotted(tree: dict[str, Any], dotted_key: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted_key.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise WtoursError(f"--set {dotted_key}: {key!r} is not a section")
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``optim.lr=1e-4`` -> ("optim.lr", 1e-4); the value is read as YAML so lists and numbers work."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise WtoursError(f"--set expects key=value (e.g. optim.lr=1e-4), got {text!r}")
+    return key.strip(), yaml.safe_load(raw)
+
+
+def load_config(
+    preset: str | Path,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Read a preset/YAML, apply dotted overrides, validate everything including the method's section."""
+    import yaml
+
+    path = preset_path(preset)
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise WtoursError(f"{path}: not valid YAML ({err.__class__.__name__})") from err
+    if not isinstance(tree, dict):
+        raise WtoursError(f"{path}: expected a mapping of sections at the top level")
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    return config_from_tree(tree, source=str(path))
+
+
+def config_from_tree(tree: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a nested dict: the method's section (named after it) goes to its options model."""
+    from wtours.trainers.training.methods import method_module
+
+    tree = dict(tree)
+    method = tree.get("method", "dino")
+    module = method_module(method)
+    method_tree = tree.pop(method, {}) or {}
+    try:
+        options = module.Options.model_validate(method_tree)
+    except ValidationError as err:
+        raise WtoursError(f"{source}: {method}.{_first_problem(err)}") from None
+    try:
+        config = TrainConfig.model_validate({**tree, "method_options": options.model_dump(mode="json")})
+    except ValidationError as err:
+        raise WtoursError(f"{source}: {_first_problem(err)}") from None
+    return config
+
+
+def _first_problem(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return ".".join(str(part) for part in first["loc"]) + f": {first['msg']}"
+
+
+def config_to_tree(config: TrainConfig) -> dict[str, Any]:
+    """The inverse of `config_from_tree`: what a run writes to ``runs/<name>/config.yaml``."""
+    tree = config.model_dump(mode="json", exclude={"method_options"})
+    tree[config.method] = config.method_options
+    return tree
