@@ -51,9 +51,9 @@ def bench_mode(
     settings = MODES[mode]
     config = load_config(preset, {"optim.batch_size": batch_size})
     module = method_module(config.method)
-    options = module.Options.model_validate(config.method_options)
     torch.manual_seed(0)
-    method = module.build(config, options, ScheduleShape(epochs=1, steps_per_epoch=steps + warmup)).to(device)
+    shape = ScheduleShape(epochs=1, steps_per_epoch=steps + warmup)
+    method = module.build(config.backbone, config.options, shape).to(device)
     set_fused_attention(method, settings["fused"])
     optimization = Optimization(
         method=method,
@@ -65,13 +65,10 @@ def bench_mode(
         device=device,
         amp_dtype=settings["amp"],
         clip_grad=config.optim.clip_grad,
-        freeze_last_layer_steps=0,
     )
     height, width = frame_size
     frames = torch.randint(0, 256, (batch_size, 1, 3, height, width), dtype=torch.uint8, device=device)
-    state = StepState(
-        step=0, epoch=0, lr=config.optim.lr * batch_size / 256, weight_decay=0.04, momentum=0.996
-    )
+    state = StepState(step=0, epoch=0, lr=config.optim.lr * batch_size / 256, weight_decay=0.04)
     method.train()
 
     def synchronize() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from wtours.trainers.training.config import load_config
-from wtours.trainers.training.dora import Options, build
+from wtours.trainers.training.dora import build
 from wtours.trainers.training.engine import clip_per_parameter, param_groups, resolve_device
 from wtours.trainers.training.methods import ScheduleShape, StepState
 
@@ -34,14 +34,14 @@ def measure(
     dtype: torch.dtype, frame_size: tuple[int, int],
 ) -> dict[str, Any]:  # fmt: skip
     config = load_config(preset, overrides)
-    options = Options.model_validate(config.method_options)
+    options = config.options
     torch.manual_seed(0)
-    method = build(config, options, ScheduleShape(epochs=1, steps_per_epoch=steps + warmup)).to(device)
+    method = build(config.backbone, options, ScheduleShape(epochs=1, steps_per_epoch=steps + warmup)).to(device)
     method.train()
     optimizer = torch.optim.AdamW(param_groups(method.student), lr=1e-4)
     frames = config.data.frames_per_clip
     clips = torch.randint(0, 256, (batch_size, frames, 3, *frame_size), dtype=torch.uint8, device=device)
-    state = StepState(step=0, epoch=0, lr=1e-4, weight_decay=0.04, momentum=0.996)
+    state = StepState(step=0, epoch=0, lr=1e-4, weight_decay=0.04)
     generator = torch.Generator().manual_seed(0)
 
     def one_step() -> float:
@@ -52,7 +52,7 @@ def measure(
         loss.backward()
         clip_per_parameter(method.student, 3.0)
         optimizer.step()
-        method.teacher_update(state.momentum)
+        method.after_optimizer_step(state)  # the teacher's EMA
         return float(loss.detach())
 
     for _ in range(warmup):

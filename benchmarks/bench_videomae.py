@@ -44,7 +44,7 @@ def bench_preset(
     config = load_config(preset, {"videomae.mask_ratio": mask_ratio, "optim.batch_size": batch_size})
     module = method_module("videomae")
     torch.manual_seed(0)
-    method = module.build(config, module.Options.model_validate(config.method_options), ScheduleShape(1, 1))
+    method = module.build(config.backbone, config.options, ScheduleShape(1, 1))
     method = method.to(device).train()
     optimizer = torch.optim.AdamW(param_groups(method.student), lr=1e-4, betas=config.optim.betas)
     amp_dtype = resolve_precision(precision, device)
@@ -52,7 +52,7 @@ def bench_preset(
     frames = torch.randint(
         0, 256, (batch_size, config.data.frames_per_clip, 3, height, width), dtype=torch.uint8, device=device
     )
-    state = StepState(step=0, epoch=0, lr=1e-4, weight_decay=0.05, momentum=0.0)
+    state = StepState(step=0, epoch=0, lr=1e-4, weight_decay=0.05)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -73,8 +73,8 @@ def bench_preset(
     for step in range(warmup, warmup + steps):
         last_loss = train_step(step)  # float() synchronises with the GPU every step
     elapsed = time.perf_counter() - start
-    crop_size = config.method_options["crop_size"]
-    time_steps = config.data.frames_per_clip // config.method_options["tubelet_size"]
+    crop_size = config.options.crop_size
+    time_steps = config.data.frames_per_clip // config.options.tubelet_size
     per_frame = (crop_size // config.backbone.patch_size) ** 2
     result = {
         "preset": preset,

@@ -86,7 +86,7 @@ def samples_per_clip(config: TrainConfig) -> int:
 def _build(config: TrainConfig):
     module = method_module(config.method)
     torch.manual_seed(0)
-    method = module.build(config, module.Options.model_validate(config.method_options), ScheduleShape(1, 10))
+    method = module.build(config.backbone, config.options, ScheduleShape(1, 10))
     for child in method.modules():  # attention as plain matmuls, so every one of its FLOPs is counted
         if hasattr(child, "fused_attn"):
             child.fused_attn = False
@@ -96,7 +96,7 @@ def _build(config: TrainConfig):
 def _step(method, config: TrainConfig, frame_size: tuple[int, int], seed: int) -> None:
     frames = torch.randint(0, 256, (1, config.data.frames_per_clip, 3, *frame_size), dtype=torch.uint8)
     views = method.views({"frames": frames}, torch.Generator().manual_seed(seed))
-    state = StepState(step=0, epoch=0, lr=1e-4, weight_decay=0.04, momentum=0.996)
+    state = StepState(step=0, epoch=0, lr=1e-4, weight_decay=0.04)
     loss, _ = method.training_step(views, state, method.student)
     loss.backward()
 

@@ -83,8 +83,8 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         pretrain(config, dataset, resume=run.checkpoint_path.exists(), show_progress=False)
     summary = run.summary()
     train_s = time.perf_counter() - began
-    options = config.method_options
-    image_size = options.get("global_crops_size") or options["crop_size"]
+    options = config.options
+    image_size = getattr(options, "global_crops_size", None) or options.crop_size
     knn = {}
     for untrained in (False, True):
         report = run_knn(

@@ -46,7 +46,7 @@ def test_clips_per_epoch_is_the_clip_index_length(preset, seconds):
 
 def test_flops_follow_the_work_of_a_step():
     gpu_hours = load_script()
-    assert load_config("videomae_tiny_cpu").method_options["mask_ratio"] < 0.95
+    assert load_config("videomae_tiny_cpu").options.mask_ratio < 0.95
     default = gpu_hours.flops_per_sample("videomae_tiny_cpu", (72, 128))
     # The encoder sees only the visible tokens: masking more costs fewer FLOPs; a deeper encoder more.
     assert 0 < gpu_hours.flops_per_sample("videomae_tiny_cpu", (72, 128), {"videomae.mask_ratio": 0.95}) < default

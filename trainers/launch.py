@@ -5,31 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wtours.errors import WtoursError
 from wtours.progress import console
-from wtours.trainers.training.config import TrainConfig, config_to_tree, load_config, preset_path
-
-# What `wtours pretrain --method M` trains without --preset: each method as the Walking Tours paper compares it.
-DEFAULT_PRESETS = {"dino": "dino_vits16_wt", "dora": "dora_vits16", "videomae": "videomae_vits16"}
-
-
-def resolve_config(method: str | None, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """The preset (default: the method's recipe in the Walking Tours paper, `DEFAULT_PRESETS`) with overrides.
-
-    ``method`` must agree with the preset's own ``method:`` when both are given.
-    """
-    import yaml
-
-    from wtours.trainers.training.methods import METHODS
-
-    if method is not None and method not in METHODS:
-        raise WtoursError(f"unknown method {method!r} (available: {', '.join(sorted(METHODS))})")
-    if preset is None:
-        preset = DEFAULT_PRESETS[method or "dino"]
-    declared = (yaml.safe_load(preset_path(preset).read_text(encoding="utf-8")) or {}).get("method", "dino")
-    if method is not None and method != declared:
-        raise WtoursError(f"preset {preset!r} is for method {declared!r}, not {method!r}")
-    return load_config(preset, overrides)
+from wtours.trainers.training.config import TrainConfig, config_to_tree, load_config
 
 
 def run_pretrain(
@@ -180,7 +157,7 @@ def demo_pretrain_and_knn(
                 None,
                 ks=(5, 10),
                 temperature=0.07,
-                image_size=config.method_options["global_crops_size"],
+                image_size=config.options.global_crops_size,
                 batch_size=64,
                 device="cpu",
                 num_workers=0,

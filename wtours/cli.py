@@ -557,8 +557,8 @@ def pretrain(
     needed to --resume) and, when finished, encoder.safetensors (+ .json) that a plain timm model loads.
     Several GPUs: [bold]torchrun --nproc_per_node=8 -m wtours pretrain ...[/] (each process takes one GPU).
     """
-    from wtours.trainers.launch import print_config, resolve_config, run_pretrain
-    from wtours.trainers.training.config import parse_override
+    from wtours.trainers.launch import print_config, run_pretrain
+    from wtours.trainers.training.config import parse_override, resolve_config
 
     overrides: dict[str, object] = {}
     for key, value in (

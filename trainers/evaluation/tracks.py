@@ -182,15 +182,15 @@ def demo_dora(
         "dora_tiny_cpu", workdir, data_dir, frames_per_clip=frames_per_clip, stride=stride,
         show_progress=show_progress,
     )  # fmt: skip
-    options = config.method_options
+    options = config.options
     strip_path, gif_path, tracks = eval_tracks(
         config.run_dir,
         video,
         workdir / "tracks",
         frames_per_clip=frames_per_clip,
         stride=stride,
-        height=options["global_crops_size"],
-        n_objects=options["n_objects"],
+        height=options.global_crops_size,
+        n_objects=options.n_objects,
         device="cpu",
         name=config.run.name,
     )

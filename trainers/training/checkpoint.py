@@ -60,8 +60,7 @@ def load_method(path: Path) -> tuple[Any, Any]:
     if not isinstance(state.get("config"), str):
         raise WtoursError(f"{path}: the checkpoint records no config (an older wtours); it cannot be rebuilt")
     config = config_from_tree(json.loads(state["config"]), source=str(path))
-    module = method_module(config.method)
-    method = module.build(config, module.Options.model_validate(config.method_options), ScheduleShape(1, 1))
+    method = method_module(config.method).build(config.backbone, config.options, ScheduleShape(1, 1))
     try:
         method.load_state_dict(state["method"])
     except RuntimeError as err:

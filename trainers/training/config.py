@@ -1,16 +1,21 @@
 """Training configuration as data: pydantic models loaded from YAML presets, unknown keys rejected.
 
 A run's config has one section per concern (``run``, ``backbone``, ``optim``, ``data``) plus one section
-named after the method (``dino:`` ...), validated by that method's own options model. The presets live in
-``trainers/presets/``; ``wtours pretrain --preset NAME --set optim.lr=1e-4`` overrides any key.
+named after the method (``dino:`` ...), its typed options. Each method module declares its config as a
+`TrainConfig` whose ``method`` is its name and whose section is its ``Options`` model (``dino.DinoConfig``);
+`config_from_tree` validates a YAML tree against the union of them, discriminated by ``method``, so the
+method's options are typed from the file to the method's ``build()``, and the file on disk (a preset, a run's
+``config.yaml``) is exactly the model's shape. The presets live in ``trainers/presets/``;
+``wtours pretrain --preset NAME --set optim.lr=1e-4`` overrides any key.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from wtours.errors import WtoursError
 
@@ -60,7 +65,10 @@ class OptimConfig(Section):
     warmup_epochs: float = Field(10, ge=0)
     weight_decay: float = Field(0.04, ge=0)
     weight_decay_end: float = Field(0.4, ge=0)
-    momentum_teacher: float = Field(0.996, ge=0, le=1)
+    # The next two are main_dino.py's arguments, kept in this section where DINO has them; the engine does not
+    # read them: a method with an EMA teacher and a head's last layer (DINO, DoRA) schedules them itself,
+    # given them through `ScheduleShape`, and other methods ignore them.
+    momentum_teacher: float = Field(0.996, ge=0, le=1, description="teacher EMA momentum at step 0 (cosine to 1)")
     clip_grad: float = Field(3.0, ge=0, description="per-parameter gradient norm cap; 0 disables")
     freeze_last_layer: float = Field(
         1, ge=0, description="epochs during which the head's last layer is frozen"
@@ -81,18 +89,41 @@ class DataConfig(Section):
     num_workers: int = Field(4, ge=0)
 
 
+class MethodOptions(Section):
+    """Base of a method's own section (``dino:``, ``dora:``, ``videomae:``): its ``Options`` model."""
+
+
 class TrainConfig(Section):
+    """The sections every run has. A method's config subclasses it with ``method: Literal[<name>]`` and its
+    section ``<name>: Options`` (e.g. ``dino.DinoConfig``); `options` reads that section, whichever it is."""
+
     method: str = "dino"
     run: RunConfig = RunConfig()
     backbone: BackboneConfig = BackboneConfig()
     optim: OptimConfig = OptimConfig()
     data: DataConfig = DataConfig()
-    # The method's own options, validated by its module (e.g. wtours.trainers.training.dino.DinoOptions).
-    method_options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def options(self) -> MethodOptions:
+        """The method's own section, typed by its module's ``Options``."""
+        return getattr(self, self.method)
 
     @property
     def run_dir(self) -> Path:
         return self.run.output_dir / self.run.name
+
+
+# What `wtours pretrain --method M` trains without --preset: each method as the Walking Tours paper compares it.
+DEFAULT_PRESETS = {"dino": "dino_vits16_wt", "dora": "dora_vits16", "videomae": "videomae_vits16"}
+
+
+@lru_cache(maxsize=1)
+def config_union() -> TypeAdapter:
+    """The union of every registered method's config, discriminated by ``method``."""
+    from wtours.trainers.training.methods import METHODS, method_module
+
+    configs = tuple(method_module(name).Config for name in METHODS)
+    return TypeAdapter(Annotated[Union[configs], Field(discriminator="method")])  # noqa: UP007 - a runtime tuple
 
 
 def preset_path(name_or_path: str | Path) -> Path:
@@ -127,11 +158,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw)
 
 
-def load_config(
-    preset: str | Path,
-    overrides: dict[str, Any] | None = None,
-) -> TrainConfig:
-    """Read a preset/YAML, apply dotted overrides, validate everything including the method's section."""
+def load_config(preset: str | Path, overrides: dict[str, Any] | None = None, *, method: str | None = None
+                ) -> TrainConfig:  # fmt: skip
+    """Read a preset or YAML file (once), apply dotted overrides, validate every section into the method's
+    typed config. ``method``, when given, must be the one the file declares."""
     import yaml
 
     path = preset_path(preset)
@@ -141,37 +171,46 @@ def load_config(
         raise WtoursError(f"{path}: not valid YAML ({err.__class__.__name__})") from err
     if not isinstance(tree, dict):
         raise WtoursError(f"{path}: expected a mapping of sections at the top level")
+    declared = tree.get("method", "dino")
+    if method is not None and method != declared:
+        raise WtoursError(f"preset {str(preset)!r} is for method {declared!r}, not {method!r}")
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
     return config_from_tree(tree, source=str(path))
 
 
-def config_from_tree(tree: dict[str, Any], source: str = "config") -> TrainConfig:
-    """Validate a nested dict: the method's section (named after it) goes to its options model."""
-    from wtours.trainers.training.methods import method_module
+def resolve_config(method: str | None, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
+    """The preset (default: the method's recipe in the Walking Tours paper, `DEFAULT_PRESETS`) with overrides;
+    ``method`` must agree with the preset's own ``method:`` when both are given."""
+    from wtours.trainers.training.methods import check_method
 
-    tree = dict(tree)
-    method = tree.get("method", "dino")
-    module = method_module(method)
-    method_tree = tree.pop(method, {}) or {}
+    if method is not None:
+        check_method(method)
+    return load_config(preset or DEFAULT_PRESETS[method or "dino"], overrides, method=method)
+
+
+def config_from_tree(tree: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Validate a nested dict (a YAML file's, or the one a checkpoint saved) into its method's typed config."""
+    from wtours.trainers.training.methods import check_method
+
+    tree = {"method": "dino", **tree}
+    check_method(tree["method"])
+    if tree.get(tree["method"], {}) is None:  # an empty section in YAML (``dino:``): the method's defaults
+        del tree[tree["method"]]
     try:
-        options = module.Options.model_validate(method_tree)
-    except ValidationError as err:
-        raise WtoursError(f"{source}: {method}.{_first_problem(err)}") from None
-    try:
-        config = TrainConfig.model_validate({**tree, "method_options": options.model_dump(mode="json")})
+        return config_union().validate_python(tree)
     except ValidationError as err:
         raise WtoursError(f"{source}: {_first_problem(err)}") from None
-    return config
 
 
 def _first_problem(err: ValidationError) -> str:
     first = err.errors()[0]
-    return ".".join(str(part) for part in first["loc"]) + f": {first['msg']}"
+    where = ".".join(str(part) for part in first["loc"][1:])  # the first is the union's tag: the method
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def config_to_tree(config: TrainConfig) -> dict[str, Any]:
-    """The inverse of `config_from_tree`: what a run writes to ``runs/<name>/config.yaml``."""
-    tree = config.model_dump(mode="json", exclude={"method_options"})
-    tree[config.method] = config.method_options
-    return tree
+    """What a run writes to ``runs/<name>/config.yaml`` (and the checkpoint keeps): the model as it is, the
+    shape of a preset."""
+    return config.model_dump(mode="json")

@@ -6,14 +6,13 @@ dino_vits16_* name the exact commands)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from wtours.trainers.training.backbones import BackboneSpec
-from wtours.trainers.training.config import TrainConfig
+from wtours.trainers.training.config import BackboneConfig, TrainConfig
 from wtours.trainers.training.methods import ScheduleShape, StepState
 from wtours.trainers.training.self_distillation import (
     ColourOptions,
@@ -35,11 +34,16 @@ class Options(HeadLossOptions, ColourOptions):
     local_crops_scale: tuple[float, float] = (0.05, 0.4)
 
 
+class Config(TrainConfig):
+    """A DINO run: the shared sections and ``dino:``."""
+
+    method: Literal["dino"] = "dino"
+    dino: Options = Options()
+
+
 class Dino(SelfDistillation):
-    def __init__(
-        self, spec: BackboneSpec, drop_path_rate: float, options: Options, shape: ScheduleShape
-    ) -> None:
-        super().__init__(spec, drop_path_rate, options, shape)
+    def __init__(self, backbone: BackboneConfig, options: Options, shape: ScheduleShape) -> None:
+        super().__init__(backbone, options, shape)
         self.options = options
         # DINO's DataAugmentationDINO: RandomResizedCrop (bicubic), flip, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8,
         # grayscale p 0.2 on every view; blur p 1.0 / 0.1 + solarize p 0.2 on the two globals, blur p 0.5 locally.
@@ -50,11 +54,6 @@ class Dino(SelfDistillation):
         ] + [ViewSpec(options.local_crops_size, options.local_crops_scale, blur_p=0.5, **colour)] * (
             options.local_crops_number
         )
-
-    def train(self, mode: bool = True) -> Dino:
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     def views(self, batch: dict[str, Any], generator: torch.Generator) -> list[torch.Tensor]:
         frames = batch["frames"]
@@ -83,9 +82,6 @@ class Dino(SelfDistillation):
     def lr_batch_size(self, clips_per_step: int, frames_per_clip: int) -> int:
         return clips_per_step * frames_per_clip
 
-    def encoder(self) -> nn.Module:
-        return self.teacher.backbone
 
-
-def build(config: TrainConfig, options: Options, shape: ScheduleShape) -> Dino:
-    return Dino(BackboneSpec.from_config(config.backbone), config.backbone.drop_path_rate, options, shape)
+def build(backbone: BackboneConfig, options: Options, shape: ScheduleShape) -> Dino:
+    return Dino(backbone, options, shape)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,7 @@ from torch import nn
 
 from wtours.errors import WtoursError
 from wtours.trainers.training.attention import last_block_attention
-from wtours.trainers.training.backbones import BackboneSpec
-from wtours.trainers.training.config import TrainConfig
+from wtours.trainers.training.config import BackboneConfig, TrainConfig
 from wtours.trainers.training.methods import ScheduleShape, StepState
 from wtours.trainers.training.self_distillation import (
     ColourOptions,
@@ -262,9 +261,16 @@ def dora_loss(
     return total / len(per_object_frame)
 
 
+class Config(TrainConfig):
+    """A DoRA run: the shared sections and ``dora:``."""
+
+    method: Literal["dora"] = "dora"
+    dora: Options = Options()
+
+
 class Dora(SelfDistillation):
-    def __init__(self, spec: BackboneSpec, drop_path_rate: float, options: Options, shape: ScheduleShape) -> None:
-        super().__init__(spec, drop_path_rate, options, shape)
+    def __init__(self, backbone: BackboneConfig, options: Options, shape: ScheduleShape) -> None:
+        super().__init__(backbone, options, shape)
         self.options = options
         n_heads = self.student.backbone.blocks[-1].attn.num_heads
         if options.n_objects > n_heads:
@@ -273,11 +279,6 @@ class Dora(SelfDistillation):
                 f"and this backbone has {n_heads}"
             )
         self.n_heads = n_heads
-
-    def train(self, mode: bool = True) -> Dora:
-        super().train(mode)
-        self.teacher.eval()
-        return self
 
     def views(self, batch: dict[str, Any], generator: torch.Generator) -> ClipViews:
         global_clips, local_crops = clip_views(batch["frames"], self.options, generator)
@@ -323,9 +324,7 @@ class Dora(SelfDistillation):
         self.center.copy_(updated_center(self.center, teacher_logits, options.center_momentum))
         return loss, {"teacher_temp": teacher_temp, "mask_area": float(masks.mean())}
 
-    def encoder(self) -> nn.Module:
-        return self.teacher.backbone
 
 
-def build(config: TrainConfig, options: Options, shape: ScheduleShape) -> Dora:
-    return Dora(BackboneSpec.from_config(config.backbone), config.backbone.drop_path_rate, options, shape)
+def build(backbone: BackboneConfig, options: Options, shape: ScheduleShape) -> Dora:
+    return Dora(backbone, options, shape)

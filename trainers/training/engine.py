@@ -1,9 +1,14 @@
-"""The one training loop shared by every method (DINO, DoRA, VideoMAE).
+"""The one training loop shared by every method (DINO, DoRA, VideoMAE); it names none of them.
 
 Per step: seed from (seed, rank, step) -> views on the device -> loss under autocast -> backward
-(gradients averaged across processes by DDP) -> per-parameter clipping -> last-layer freeze ->
-AdamW step with scheduled lr and weight decay -> teacher EMA. Schedules are arrays indexed by the
-global step, so a resumed run picks up exactly where the killed one stopped.
+(gradients averaged across processes by DDP) -> per-parameter clipping -> the method's hook before the
+optimizer (DINO: last-layer freeze) -> AdamW step with scheduled lr and weight decay -> the method's hook after
+it (DINO, DoRA: teacher EMA). Schedules are arrays indexed by the global step, so a resumed run picks up exactly
+where the killed one stopped.
+
+`pretrain` reads as its steps: `TrainingRun.start` (device, data order, the method, optimizer, schedules; a
+resumed run's checkpoint; the run folder), `TrainingRun.train_until` (epochs of steps, logging, checkpoints),
+`TrainingRun.finish` (last checkpoint, exported encoder, summary).
 """
 
 from __future__ import annotations
@@ -149,13 +154,12 @@ class Optimization:
     device: torch.device
     amp_dtype: torch.dtype
     clip_grad: float
-    freeze_last_layer_steps: int
 
     def step(
         self, batch: dict[str, Any], state: StepState, generator: torch.Generator
     ) -> tuple[float, float, dict[str, float]]:
-        """Views -> loss -> backward -> clip -> freeze -> AdamW -> EMA. Returns (loss, grad norm, extras);
-        raises NonFiniteLossError before touching any weight if the loss is NaN or infinite."""
+        """Views -> loss -> backward -> clip -> method hook -> AdamW -> method hook. Returns (loss, grad norm,
+        extras); raises NonFiniteLossError before touching any weight if the loss is NaN or infinite."""
         views = self.method.views(batch, generator)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype != torch.float32):
             loss, extra = self.method.training_step(views, state, self.student)
@@ -169,14 +173,10 @@ class Optimization:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         grad_norm = clip_per_parameter(self.method.student, self.clip_grad)
-        if state.step < self.freeze_last_layer_steps:
-            for name, param in self.method.student.named_parameters():
-                if "last_layer" in name:
-                    param.grad = None
+        self.method.before_optimizer_step(state)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.method.teacher_update(state.momentum)
-        return loss_value, grad_norm, extra
+        return loss_value, grad_norm, {**extra, **self.method.after_optimizer_step(state)}
 
 
 def build_sampler(dataset_size: int, config: TrainConfig, process: distributed.ProcessInfo) -> ClipSampler:
@@ -198,223 +198,303 @@ def pretrain(
     device = resolve_device(config.run.device)
     process = distributed.setup(device.type)
     try:
-        return _train(config, dataset, device, process, resume, stop_after_steps, show_progress)
+        run = TrainingRun.start(config, dataset, device, process, resume=resume)
+        end_step = run.total_steps
+        if stop_after_steps is not None:
+            end_step = min(end_step, run.start_step + stop_after_steps)
+        step, last_loss = run.train_until(end_step, show_progress=show_progress)
+        return run.finish(step, last_loss)
     finally:
         distributed.teardown()
 
 
-def _train(
-    config: TrainConfig,
-    dataset: Dataset,
-    device: torch.device,
-    process: distributed.ProcessInfo,
-    resume: bool,
-    stop_after_steps: int | None,
-    show_progress: bool,
-) -> RunResult:
-    if device.type == "cuda":
-        device = torch.device("cuda", process.local_rank)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    amp_dtype = resolve_precision(config.run.precision, device)
-    run_dir = config.run_dir
-    files = RunDir(run_dir)
-    checkpoint_path = files.checkpoint_path
-    if checkpoint_path.exists() and not resume:
-        raise WtoursError(
-            f"{run_dir} already holds a run: add --resume to continue it, or pick another --name"
+@dataclass
+class Schedules:
+    """The engine's per-step values: lr (warm-up, cosine, linear scaling with the batch) and weight decay."""
+
+    lr: np.ndarray
+    weight_decay: np.ndarray
+    steps_per_epoch: int
+
+    @classmethod
+    def of(cls, config: TrainConfig, method: Method, shape: ScheduleShape, samples_per_step: int) -> Schedules:
+        optim = config.optim
+        # The linear scaling rule: lr (and, for methods that scale it too, min_lr) is given at a batch of 256.
+        batch_scale = method.lr_batch_size(samples_per_step, config.data.frames_per_clip) / 256
+        lr = cosine_schedule(
+            optim.lr * batch_scale,
+            optim.min_lr * (batch_scale if method.scales_min_lr else 1.0),
+            shape.total_steps,
+            round(optim.warmup_epochs * shape.steps_per_epoch),
         )
+        weight_decay = cosine_schedule(optim.weight_decay, optim.weight_decay_end, shape.total_steps)
+        return cls(lr, weight_decay, shape.steps_per_epoch)
 
-    optim = config.optim
-    sampler = build_sampler(len(dataset), config, process)
-    steps_per_epoch = sampler.samples_per_rank // optim.batch_size
-    if optim.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, optim.steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise WtoursError(
-            f"{len(dataset)} training samples are fewer than one batch ({optim.batch_size} per process x "
-            f"{process.world_size} processes): lower optim.batch_size or add data"
+    def at(self, step: int) -> StepState:
+        return StepState(step, step // self.steps_per_epoch, float(self.lr[step]), float(self.weight_decay[step]))
+
+
+@dataclass
+class TrainingRun:
+    """Everything one invocation of `pretrain` holds, built by `start`; its steps are methods."""
+
+    config: TrainConfig
+    dataset: Dataset
+    device: torch.device
+    process: distributed.ProcessInfo
+    files: RunDir
+    sampler: ClipSampler
+    shape: ScheduleShape
+    method: Method
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedules: Schedules
+    optimization: Optimization
+    metrics: MetricsLog
+    start_step: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.shape.total_steps
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.shape.steps_per_epoch
+
+    @classmethod
+    def start(
+        cls, config: TrainConfig, dataset: Dataset, device: torch.device, process: distributed.ProcessInfo,
+        *, resume: bool,
+    ) -> TrainingRun:  # fmt: skip
+        """Device, data order, method, optimizer and schedules; then the checkpoint of a resumed run (checked
+        before anything is written) and the run folder (config.yaml, the encoder at step 0)."""
+        device = _process_device(device, process)
+        amp_dtype = resolve_precision(config.run.precision, device)
+        files = RunDir(config.run_dir)
+        if files.checkpoint_path.exists() and not resume:
+            raise WtoursError(
+                f"{files.root} already holds a run: add --resume to continue it, or pick another --name"
+            )
+        sampler = build_sampler(len(dataset), config, process)
+        shape = ScheduleShape.of(config.optim, _steps_per_epoch(len(dataset), sampler, config, process))
+        torch.manual_seed(config.run.seed)  # identical initial weights on every process
+        method: Method = method_module(config.method).build(config.backbone, config.options, shape).to(device)
+        optimizer = torch.optim.AdamW(
+            param_groups(method.student, method.no_weight_decay()), lr=0.0, betas=config.optim.betas
         )
-    shape = ScheduleShape(optim.epochs, steps_per_epoch)
-    total_steps = shape.total_steps
-
-    module = method_module(config.method)
-    torch.manual_seed(config.run.seed)  # identical initial weights on every process
-    method: Method = module.build(config, module.Options.model_validate(config.method_options), shape).to(
-        device
-    )
-    optimizer = torch.optim.AdamW(param_groups(method.student, method.no_weight_decay()), lr=0.0, betas=optim.betas)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    freeze_last_layer_steps = round(optim.freeze_last_layer * steps_per_epoch)
-
-    samples_per_step = optim.batch_size * process.world_size
-    # The linear scaling rule: lr (and, for methods that scale it too, min_lr) is given at a batch of 256.
-    batch_scale = method.lr_batch_size(samples_per_step, config.data.frames_per_clip) / 256
-    lr_schedule = cosine_schedule(
-        optim.lr * batch_scale,
-        optim.min_lr * (batch_scale if method.scales_min_lr else 1.0),
-        total_steps,
-        round(optim.warmup_epochs * steps_per_epoch),
-    )
-    wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, total_steps)
-    momentum_schedule = cosine_schedule(optim.momentum_teacher, 1.0, total_steps)
-
-    start_step = 0
-    if resume and not checkpoint_path.exists() and process.is_main:
-        console.print(f"no checkpoint in {run_dir} yet: starting from step 0", highlight=False)
-    if resume and checkpoint_path.exists():
-        from wtours.trainers.training.resume import check_resume, restore, saved_config
-
-        state = load_checkpoint(checkpoint_path)
-        # Before anything is loaded or written: a changed setting is refused, naming each key.
-        notices = check_resume(
-            saved_config(state), config_to_tree(config), checkpoint=checkpoint_path, steps_done=int(state["step"]),
-            total_steps=total_steps, saved_steps_per_epoch=state.get("steps_per_epoch"),
-            steps_per_epoch=steps_per_epoch,
-        )  # fmt: skip
-        restore(state, {"method": method, "optimizer": optimizer, "scaler": scaler}, checkpoint_path)
-        start_step = int(state["step"])
-        for notice in notices if process.is_main else []:
-            console.print(f"resuming {run_dir}: {notice}", highlight=False, markup=False)
-
-    if process.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        import yaml
-
-        atomic_write_text(files.config_path, yaml.safe_dump(config_to_tree(config), sort_keys=False))
-        if start_step == 0:  # the same network before any step: the floor its evaluations should beat
-            export_encoder(method.encoder(), method.encoder_spec(config), files.encoder_init_path)
-    metrics = MetricsLog(files.metrics_path, start_step, enabled=process.is_main)
-
-    optimization = Optimization(
-        method=method,
-        student=prepare_student(method, compile_model=config.run.compile, process=process, device=device),
-        optimizer=optimizer,
-        scaler=scaler,
-        device=device,
-        amp_dtype=amp_dtype,
-        clip_grad=optim.clip_grad,
-        freeze_last_layer_steps=freeze_last_layer_steps,
-    )
-
-    def save(step_done: int) -> None:
+        scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        schedules = Schedules.of(config, method, shape, config.optim.batch_size * process.world_size)
+        start_step = _restore(files, config, shape, method, optimizer, scaler, process) if resume else 0
         if process.is_main:
-            epoch, position = divmod(step_done, steps_per_epoch)
+            _prepare_run_folder(files, config, method, start_step)
+        optimization = Optimization(
+            method=method,
+            student=prepare_student(method, compile_model=config.run.compile, process=process, device=device),
+            optimizer=optimizer,
+            scaler=scaler,
+            device=device,
+            amp_dtype=amp_dtype,
+            clip_grad=config.optim.clip_grad,
+        )
+        metrics = MetricsLog(files.metrics_path, start_step, enabled=process.is_main)
+        return cls(config, dataset, device, process, files, sampler, shape, method, optimizer, scaler, schedules,
+                   optimization, metrics, start_step)  # fmt: skip
+
+    def save(self, step_done: int) -> None:
+        """Write the checkpoint after ``step_done`` steps (main process), then wait for every process."""
+        if self.process.is_main:
+            epoch, position = divmod(step_done, self.steps_per_epoch)
             save_checkpoint(
-                checkpoint_path,
+                self.files.checkpoint_path,
                 {
                     "step": step_done,
-                    "steps_per_epoch": steps_per_epoch,
-                    "data": {"epoch": epoch, "position": position * optim.batch_size},
-                    "method": method.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "config": json.dumps(config_to_tree(config)),
+                    "steps_per_epoch": self.steps_per_epoch,
+                    "data": {"epoch": epoch, "position": position * self.config.optim.batch_size},
+                    "method": self.method.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "config": json.dumps(config_to_tree(self.config)),
                 },
             )
         distributed.barrier()
 
-    end_step = total_steps if stop_after_steps is None else min(total_steps, start_step + stop_after_steps)
-    progress = _Progress(enabled=show_progress and process.is_main, total=total_steps, done=start_step)
-    method.train()
-    step = start_step
-    last_loss = float("nan")
-    interval_losses: list[float] = []
-    interval_start, interval_steps = time.perf_counter(), 0
-    images_per_sample = None
-    with progress:
-        while step < end_step:
-            epoch, step_in_epoch = divmod(step, steps_per_epoch)
-            # Set, not saved: the sampler runs ahead of training while the loader prefetches.
-            sampler.set_position(epoch, step_in_epoch * optim.batch_size)
-            loader = DataLoader(
-                dataset,
-                batch_size=optim.batch_size,
-                sampler=sampler,
-                num_workers=config.data.num_workers,
-                drop_last=True,
-                pin_memory=device.type == "cuda",
-                collate_fn=_collate,
-                persistent_workers=False,
-                # Worker seeds from (seed, rank, step) too, not from whatever the global RNG holds here.
-                generator=torch.Generator().manual_seed(step_seed(config.run.seed, process.rank, step)),
-            )
-            for batch in loader:
-                seed = step_seed(config.run.seed, process.rank, step)
-                torch.manual_seed(seed)
-                generator = torch.Generator().manual_seed(seed)
-                state = StepState(
-                    step=step,
-                    epoch=epoch,
-                    lr=float(lr_schedule[step]),
-                    weight_decay=float(wd_schedule[step]),
-                    momentum=float(momentum_schedule[step]),
-                )
-                batch["frames"] = batch["frames"].to(device, non_blocking=True)
-                images_per_sample = batch["frames"].shape[1]
-                try:
-                    loss_value, grad_norm, extra = optimization.step(batch, state, generator)
-                except NonFiniteLossError as err:
-                    saved = (
-                        f"the checkpoint {checkpoint_path} is intact"
-                        if checkpoint_path.exists()
-                        else "no checkpoint was written"
-                    )
-                    raise NonFiniteLossError(
-                        f"{err}; stopped, {saved}. Lower optim.lr, lengthen optim.warmup_epochs, or use "
-                        "run.precision=bf16/fp32"
-                    ) from None
-
-                step += 1
-                last_loss = loss_value
-                interval_losses.append(loss_value)
-                interval_steps += 1
-                if step % config.run.log_every == 0 or step == end_step:
-                    elapsed = time.perf_counter() - interval_start
-                    images = interval_steps * samples_per_step * images_per_sample
-                    record = {
-                        "step": step,
-                        "epoch": epoch,
-                        "loss": float(np.mean(interval_losses)),
-                        "lr": state.lr,
-                        "weight_decay": state.weight_decay,
-                        "momentum": state.momentum,
-                        "grad_norm": grad_norm,
-                        "images_per_s": images / max(elapsed, 1e-9),
-                        **extra,
-                    }
-                    if device.type == "cuda":
-                        record["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-                    metrics.write(record)
-                    progress.show(step, record)
-                    interval_losses, interval_steps, interval_start = [], 0, time.perf_counter()
-                else:
-                    progress.advance(step)
-                if step % config.run.checkpoint_every == 0 and step < end_step:
-                    save(step)
-                if step >= end_step or step % steps_per_epoch == 0:
-                    break
-    save(step)
-    agree = distributed.replicas_agree(method)
-    encoder_path = None
-    if step >= total_steps:
-        encoder_path = files.encoder_path
-        if process.is_main:
-            export_encoder(method.encoder(), method.encoder_spec(config), encoder_path)
-    if process.is_main:
-        atomic_write_json(
-            files.summary_path,
-            {
-                "method": config.method,
-                "steps_done": step,
-                "total_steps": total_steps,
-                "last_loss": last_loss,
-                "world_size": process.world_size,
-                "replicas_agree": agree,
-                "encoder": str(encoder_path) if encoder_path else None,
-            },
+    def loader(self, step: int) -> DataLoader:
+        """The batches of ``step``'s epoch from ``step`` on: the sampler is set there, not saved (it runs
+        ahead of training while the loader prefetches)."""
+        epoch, step_in_epoch = divmod(step, self.steps_per_epoch)
+        self.sampler.set_position(epoch, step_in_epoch * self.config.optim.batch_size)
+        return DataLoader(
+            self.dataset,
+            batch_size=self.config.optim.batch_size,
+            sampler=self.sampler,
+            num_workers=self.config.data.num_workers,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            collate_fn=_collate,
+            persistent_workers=False,
+            # Worker seeds from (seed, rank, step) too, not from whatever the global RNG holds here.
+            generator=torch.Generator().manual_seed(step_seed(self.config.run.seed, self.process.rank, step)),
         )
-    return RunResult(run_dir, step, last_loss, encoder_path, agree, process.is_main)
+
+    def take_step(self, step: int, batch: dict[str, Any]) -> tuple[float, float, dict[str, float], StepState]:
+        """One optimisation step at global ``step``, its randomness seeded from (seed, rank, step)."""
+        seed = step_seed(self.config.run.seed, self.process.rank, step)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        state = self.schedules.at(step)
+        batch["frames"] = batch["frames"].to(self.device, non_blocking=True)
+        try:
+            loss_value, grad_norm, extra = self.optimization.step(batch, state, generator)
+        except NonFiniteLossError as err:
+            checkpoint = self.files.checkpoint_path
+            saved = f"the checkpoint {checkpoint} is intact" if checkpoint.exists() else "no checkpoint was written"
+            raise NonFiniteLossError(
+                f"{err}; stopped, {saved}. Lower optim.lr, lengthen optim.warmup_epochs, or use "
+                "run.precision=bf16/fp32"
+            ) from None
+        return loss_value, grad_norm, extra, state
+
+    def train_until(self, end_step: int, *, show_progress: bool) -> tuple[int, float]:
+        """Steps from `start_step` to ``end_step``, one loader per epoch; logs every ``run.log_every`` steps and
+        checkpoints every ``run.checkpoint_every``. Returns the steps done and the last loss."""
+        progress = _Progress(enabled=show_progress and self.process.is_main, total=self.total_steps,
+                             done=self.start_step)  # fmt: skip
+        log = _IntervalLog(self.config.optim.batch_size * self.process.world_size, self.device)
+        self.method.train()
+        step, last_loss = self.start_step, float("nan")
+        with progress:
+            while step < end_step:
+                for batch in self.loader(step):
+                    loss_value, grad_norm, extra, state = self.take_step(step, batch)
+                    step, last_loss = step + 1, loss_value
+                    log.add(loss_value, images_per_sample=batch["frames"].shape[1])
+                    if step % self.config.run.log_every == 0 or step == end_step:
+                        record = log.record(step, state, grad_norm, extra)
+                        self.metrics.write(record)
+                        progress.show(step, record)
+                    else:
+                        progress.advance(step)
+                    if step % self.config.run.checkpoint_every == 0 and step < end_step:
+                        self.save(step)
+                    if step >= end_step or step % self.steps_per_epoch == 0:
+                        break
+        return step, last_loss
+
+    def finish(self, step: int, last_loss: float) -> RunResult:
+        """The last checkpoint; once every step is done, the exported encoder; the summary."""
+        self.save(step)
+        agree = distributed.replicas_agree(self.method)
+        encoder_path = None
+        if step >= self.total_steps:
+            encoder_path = self.files.encoder_path
+            if self.process.is_main:
+                export_encoder(self.method.encoder(), self.method.encoder_spec(), encoder_path)
+        if self.process.is_main:
+            atomic_write_json(
+                self.files.summary_path,
+                {
+                    "method": self.config.method,
+                    "steps_done": step,
+                    "total_steps": self.total_steps,
+                    "last_loss": last_loss,
+                    "world_size": self.process.world_size,
+                    "replicas_agree": agree,
+                    "encoder": str(encoder_path) if encoder_path else None,
+                },
+            )
+        return RunResult(self.files.root, step, last_loss, encoder_path, agree, self.process.is_main)
+
+
+def _process_device(device: torch.device, process: distributed.ProcessInfo) -> torch.device:
+    """This process's device: its own GPU under torchrun (TF32 matmuls allowed), else ``device``."""
+    if device.type != "cuda":
+        return device
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return torch.device("cuda", process.local_rank)
+
+
+def _steps_per_epoch(dataset_size: int, sampler: ClipSampler, config: TrainConfig,
+                     process: distributed.ProcessInfo) -> int:  # fmt: skip
+    """Full batches in one pass of this process's share of the data, capped by ``optim.steps_per_epoch``."""
+    optim = config.optim
+    steps = sampler.samples_per_rank // optim.batch_size
+    if optim.steps_per_epoch:
+        steps = min(steps, optim.steps_per_epoch)
+    if steps < 1:
+        raise WtoursError(
+            f"{dataset_size} training samples are fewer than one batch ({optim.batch_size} per process x "
+            f"{process.world_size} processes): lower optim.batch_size or add data"
+        )
+    return steps
+
+
+def _restore(
+    files: RunDir, config: TrainConfig, shape: ScheduleShape, method: Method, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, process: distributed.ProcessInfo,
+) -> int:  # fmt: skip
+    """Load a resumed run's checkpoint into the method, optimizer and scaler; return the steps it holds.
+    A changed setting is refused, naming each key, before anything is loaded or written."""
+    from wtours.trainers.training.resume import check_resume, restore, saved_config
+
+    checkpoint_path = files.checkpoint_path
+    if not checkpoint_path.exists():
+        if process.is_main:
+            console.print(f"no checkpoint in {files.root} yet: starting from step 0", highlight=False)
+        return 0
+    state = load_checkpoint(checkpoint_path)
+    notices = check_resume(
+        saved_config(state), config_to_tree(config), checkpoint=checkpoint_path, steps_done=int(state["step"]),
+        total_steps=shape.total_steps, saved_steps_per_epoch=state.get("steps_per_epoch"),
+        steps_per_epoch=shape.steps_per_epoch,
+    )  # fmt: skip
+    restore(state, {"method": method, "optimizer": optimizer, "scaler": scaler}, checkpoint_path)
+    for notice in notices if process.is_main else []:
+        console.print(f"resuming {files.root}: {notice}", highlight=False, markup=False)
+    return int(state["step"])
+
+
+def _prepare_run_folder(files: RunDir, config: TrainConfig, method: Method, start_step: int) -> None:
+    """config.yaml (the resolved config) and, for a new run, the encoder at step 0: the same network before any
+    step, the floor its evaluations should beat."""
+    import yaml
+
+    files.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(files.config_path, yaml.safe_dump(config_to_tree(config), sort_keys=False))
+    if start_step == 0:
+        export_encoder(method.encoder(), method.encoder_spec(), files.encoder_init_path)
+
+
+class _IntervalLog:
+    """The losses and throughput since the last metrics line."""
+
+    def __init__(self, samples_per_step: int, device: torch.device) -> None:
+        self.samples_per_step, self.device = samples_per_step, device
+        self.losses: list[float] = []
+        self.images = 0
+        self.began = time.perf_counter()
+
+    def add(self, loss: float, images_per_sample: int) -> None:
+        self.losses.append(loss)
+        self.images += self.samples_per_step * images_per_sample
+
+    def record(self, step: int, state: StepState, grad_norm: float, extra: dict[str, float]) -> dict[str, Any]:
+        """The metrics line of ``step`` (loss averaged over the interval), and a new interval."""
+        elapsed = time.perf_counter() - self.began
+        record = {
+            "step": step,
+            "epoch": state.epoch,
+            "loss": float(np.mean(self.losses)),
+            "lr": state.lr,
+            "weight_decay": state.weight_decay,
+            "grad_norm": grad_norm,
+            "images_per_s": self.images / max(elapsed, 1e-9),
+            **extra,
+        }
+        if self.device.type == "cuda":
+            record["peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.losses, self.images, self.began = [], 0, time.perf_counter()
+        return record
 
 
 class _Progress:

@@ -1,12 +1,17 @@
 """What a pretraining method must provide so that the one engine can train it.
 
-A method module (``wtours.trainers.training.dino``; later ``dora``, ``videomae``) exposes:
+A method module (``wtours.trainers.training.dino``, ``dora``, ``videomae``) exposes:
 
 - ``Options``: a pydantic model of its own config section (``dino:`` in the YAML);
-- ``build(config, options, schedule) -> Method``.
+- ``Config``: its run config, a `TrainConfig` with ``method: Literal["dino"]`` and ``dino: Options`` (the
+  members of the union `config.config_union` validates YAML against);
+- ``build(backbone, options, schedule) -> Method``: the backbone section, its own options, and the run's
+  `ScheduleShape`: nothing else of the config.
 
-The engine owns everything else: data order, optimizer and schedules, precision, distribution,
-checkpoints, logging. Adding a method never touches the loop.
+The engine owns everything else: data order, optimizer and its lr / weight-decay schedules, precision,
+distribution, checkpoints, logging. What only some methods do in a step (DINO's last-layer freeze, a teacher's
+EMA) is the method's, behind the `Method.before_optimizer_step` / `Method.after_optimizer_step` hooks: the
+engine names no method, and adding one never touches the loop.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from wtours.errors import WtoursError
 
 if TYPE_CHECKING:
     from wtours.trainers.training.backbones import BackboneSpec
-    from wtours.trainers.training.config import TrainConfig
+    from wtours.trainers.training.config import OptimConfig
 
 METHODS = {
     "dino": "wtours.trainers.training.dino",
@@ -32,18 +37,32 @@ METHODS = {
 }
 
 
-def method_module(name: str) -> ModuleType:
+def check_method(name: str) -> None:
+    """Raise WtoursError naming the registered methods unless ``name`` is one."""
     if name not in METHODS:
         raise WtoursError(f"unknown method {name!r} (available: {', '.join(sorted(METHODS))})")
+
+
+def method_module(name: str) -> ModuleType:
+    check_method(name)
     return importlib.import_module(METHODS[name])
 
 
 @dataclass(frozen=True)
 class ScheduleShape:
-    """How long the run is, so that a method can precompute its own per-step schedules."""
+    """How long the run is, so that a method can precompute its own per-step schedules, and the two settings
+    of the ``optim`` section that only such a method schedules (main_dino.py's arguments, where DINO has them):
+    a teacher's EMA momentum at step 0 (a cosine to 1 over the run) and the epochs a head's last layer stays
+    frozen. The engine passes them on without reading them."""
 
     epochs: int
     steps_per_epoch: int
+    momentum_teacher: float = 0.996
+    freeze_last_layer: float = 0.0
+
+    @classmethod
+    def of(cls, optim: OptimConfig, steps_per_epoch: int) -> ScheduleShape:
+        return cls(optim.epochs, steps_per_epoch, optim.momentum_teacher, optim.freeze_last_layer)
 
     @property
     def total_steps(self) -> int:
@@ -52,21 +71,20 @@ class ScheduleShape:
 
 @dataclass(frozen=True)
 class StepState:
-    """Where the loop is: the step being taken (0-based, global) and the scheduled values at it."""
+    """Where the loop is: the step being taken (0-based, global) and the engine's scheduled values at it."""
 
     step: int
     epoch: int
     lr: float
     weight_decay: float
-    momentum: float
 
 
 class Method(nn.Module):
-    """A student (trained by the optimizer), optionally a teacher (updated by `teacher_update`), and the
-    method's loss state as buffers (so they land in checkpoints)."""
+    """A student (trained by the optimizer), optionally a teacher (the method updates it in
+    `after_optimizer_step`), and the method's loss state as buffers (so they land in checkpoints)."""
 
     student: nn.Module
-    teacher: nn.Module | None
+    teacher: nn.Module | None  # a submodule, or None: set in __init__ (a class default would hide the module)
     # VideoMAE scales min_lr by batch / 256 like lr; DINO and DoRA keep min_lr as given.
     scales_min_lr: bool = False
 
@@ -81,15 +99,13 @@ class Method(nn.Module):
         wrapped for distribution or compilation: call it rather than ``self.student``."""
         raise NotImplementedError
 
-    @torch.no_grad()
-    def teacher_update(self, momentum: float) -> None:
-        """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter."""
-        if self.teacher is None:
-            return
-        student_params = [p.detach() for p in self.student.parameters()]
-        teacher_params = list(self.teacher.parameters())
-        torch._foreach_mul_(teacher_params, momentum)
-        torch._foreach_add_(teacher_params, student_params, alpha=1 - momentum)
+    def before_optimizer_step(self, step: StepState) -> None:
+        """Called with the student's gradients unscaled and clipped, before the optimizer uses them: e.g. DINO
+        drops the gradient of its head's last layer during the first epochs."""
+
+    def after_optimizer_step(self, step: StepState) -> dict[str, float]:
+        """Called after the optimizer updated the student: e.g. a teacher's EMA. Returns values to log."""
+        return {}
 
     def no_weight_decay(self) -> frozenset[str]:
         """Names of student parameters (as ``named_parameters`` gives them) exempt from weight decay besides
@@ -105,9 +121,6 @@ class Method(nn.Module):
         """The backbone to export and evaluate (DINO and DoRA: the teacher's)."""
         raise NotImplementedError
 
-    def encoder_spec(self, config: TrainConfig) -> BackboneSpec:
-        """How timm rebuilds `encoder()`, written beside the exported weights. DINO and DoRA export the
-        configured backbone; a method whose encoder differs (VideoMAE as an image encoder) overrides this."""
-        from wtours.trainers.training.backbones import BackboneSpec
-
-        return BackboneSpec.from_config(config.backbone)
+    def encoder_spec(self) -> BackboneSpec:
+        """How timm rebuilds `encoder()`, written beside the exported weights."""
+        raise NotImplementedError

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from wtours.trainers.training import distributed
 from wtours.trainers.training.backbones import BackboneSpec, embed_dim
+from wtours.trainers.training.config import BackboneConfig, MethodOptions
 from wtours.trainers.training.methods import Method, ScheduleShape, StepState
-from wtours.trainers.training.schedules import linear_warmup_then_constant
+from wtours.trainers.training.schedules import cosine_schedule, linear_warmup_then_constant
 
 
-class HeadLossOptions(BaseModel):
+class HeadLossOptions(MethodOptions):
     """The projection head and the centred, sharpened loss: shared by DINO and DoRA."""
-
-    model_config = ConfigDict(extra="forbid")
 
     out_dim: int = Field(65536, ge=2, description="prototypes; lower (e.g. 4096) on small data")
     hidden_dim: int = Field(2048, ge=1)
@@ -38,13 +37,11 @@ class HeadLossOptions(BaseModel):
     center_momentum: float = Field(0.9, ge=0, le=1)
 
 
-class ColourOptions(BaseModel):
+class ColourOptions(MethodOptions):
     """How often each view's colours are jittered and turned grey: DINO's (and the DoRA release's) 0.8 and 0.2.
 
     Lowering them is for small studies only: on a few hundred CPU steps over scenes told apart by colour, these
     augmentations (which make the targets colour-invariant) slow learning several-fold."""
-
-    model_config = ConfigDict(extra="forbid")
 
     color_jitter_p: float = Field(0.8, ge=0, le=1, description="chance of ColorJitter(0.4, 0.4, 0.2, 0.1) per view")
     grayscale_p: float = Field(0.2, ge=0, le=1, description="chance of RandomGrayscale per view")
@@ -143,15 +140,26 @@ def updated_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum:
     return center * momentum + (batch_sum / count) * (1 - momentum)
 
 
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """teacher <- momentum * teacher + (1 - momentum) * student, parameter by parameter."""
+    student_params = [p.detach() for p in student.parameters()]
+    teacher_params = list(teacher.parameters())
+    torch._foreach_mul_(teacher_params, momentum)
+    torch._foreach_add_(teacher_params, student_params, alpha=1 - momentum)
+
+
 class SelfDistillation(Method):
-    """A student (backbone + DINO head), its EMA teacher, the loss center and the per-step teacher
-    temperatures: what DINO and DoRA share. Subclasses add their views and loss."""
+    """A student (backbone + DINO head), its EMA teacher, the loss center, the per-epoch teacher temperatures,
+    the per-step teacher momentum and the last-layer freeze: what DINO and DoRA share. Subclasses add their
+    views and loss."""
 
     def __init__(
-        self, spec: BackboneSpec, drop_path_rate: float, options: HeadLossOptions, shape: ScheduleShape
+        self, backbone: BackboneConfig, options: HeadLossOptions, shape: ScheduleShape
     ) -> None:
         super().__init__()
-        student_backbone = spec.create(drop_path_rate=drop_path_rate)
+        self.spec = BackboneSpec.from_config(backbone)
+        student_backbone = self.spec.create(drop_path_rate=backbone.drop_path_rate)
         head_kwargs = dict(
             in_dim=embed_dim(student_backbone),
             out_dim=options.out_dim,
@@ -161,7 +169,7 @@ class SelfDistillation(Method):
         )
         self.student = MultiCropNetwork(student_backbone, DinoHead(**head_kwargs))
         # The teacher has no stochastic depth; it starts as an exact copy of the student's weights.
-        self.teacher = MultiCropNetwork(spec.create(drop_path_rate=0.0), DinoHead(**head_kwargs))
+        self.teacher = MultiCropNetwork(self.spec.create(drop_path_rate=0.0), DinoHead(**head_kwargs))
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher.requires_grad_(False)
         self.register_buffer("center", torch.zeros(1, options.out_dim))
@@ -169,6 +177,33 @@ class SelfDistillation(Method):
         self.teacher_temps = linear_warmup_then_constant(
             options.warmup_teacher_temp, options.teacher_temp, shape.epochs, options.warmup_teacher_temp_epochs
         )
+        # One value per step, as main_dino.py's momentum_schedule; recomputed for a resumed run's new length.
+        self.momentum_schedule = cosine_schedule(shape.momentum_teacher, 1.0, shape.total_steps)
+        self.freeze_last_layer_steps = round(shape.freeze_last_layer * shape.steps_per_epoch)
+
+    def train(self, mode: bool = True) -> SelfDistillation:
+        super().train(mode)
+        self.teacher.eval()
+        return self
 
     def teacher_temp(self, step: StepState) -> float:
         return float(self.teacher_temps[min(step.epoch, len(self.teacher_temps) - 1)])
+
+    def before_optimizer_step(self, step: StepState) -> None:
+        """main_dino.py's ``cancel_gradients_last_layer``: no update of the head's last layer in the first
+        ``optim.freeze_last_layer`` epochs (the prototypes settle while the rest learns)."""
+        if step.step < self.freeze_last_layer_steps:
+            for param in self.student.head.last_layer.parameters():
+                param.grad = None
+
+    def after_optimizer_step(self, step: StepState) -> dict[str, float]:
+        """The teacher follows the student by its EMA at this step's momentum."""
+        momentum = float(self.momentum_schedule[step.step])
+        ema_update(self.teacher, self.student, momentum)
+        return {"momentum": momentum}
+
+    def encoder(self) -> nn.Module:
+        return self.teacher.backbone
+
+    def encoder_spec(self) -> BackboneSpec:
+        return self.spec

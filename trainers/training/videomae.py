@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from wtours.errors import WtoursError
 from wtours.trainers.training.backbones import BackboneSpec, sinusoid_table, timm_vit_name
-from wtours.trainers.training.config import BackboneConfig, TrainConfig
+from wtours.trainers.training.config import BackboneConfig, MethodOptions, TrainConfig
 from wtours.trainers.training.methods import Method, ScheduleShape, StepState
 from wtours.trainers.training.views import normalize, resized_crop
 
@@ -38,10 +38,8 @@ from wtours.trainers.training.views import normalize, resized_crop
 VIT_SIZES = {"vit_tiny": (192, 12, 3), "vit_small": (384, 12, 6), "vit_base": (768, 12, 12)}
 
 
-class Options(BaseModel):
+class Options(MethodOptions):
     """The ``videomae:`` section of a config."""
-
-    model_config = ConfigDict(extra="forbid")
 
     mask_ratio: float = Field(0.9, gt=0, lt=1, description="share of tubes hidden; the paper uses 0.75 on small data")
     tubelet_size: int = Field(2, ge=1, description="frames per tubelet; data.frames_per_clip must be a multiple")
@@ -72,6 +70,22 @@ class Options(BaseModel):
         if not scales or not all(0 < scale <= 1 for scale in scales):
             raise ValueError("crop scales must be fractions in (0, 1]")
         return scales
+
+
+class Config(TrainConfig):
+    """A VideoMAE run: the shared sections and ``videomae:``; its clips must hold whole tubelets."""
+
+    method: Literal["videomae"] = "videomae"
+    videomae: Options = Options()
+
+    @model_validator(mode="after")
+    def _whole_tubelets(self) -> Config:
+        if self.data.frames_per_clip % self.videomae.tubelet_size:
+            raise ValueError(
+                f"data.frames_per_clip={self.data.frames_per_clip} is not a multiple of videomae.tubelet_size="
+                f"{self.videomae.tubelet_size}"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -412,18 +426,11 @@ class MaskedClips:
 class VideoMAE(Method):
     scales_min_lr = True  # the official script scales lr, min_lr and warmup_lr by batch / 256
 
-    def __init__(
-        self, backbone: BackboneConfig, options: Options, frames_per_clip: int, drop_path_rate: float
-    ) -> None:
+    def __init__(self, backbone: BackboneConfig, options: Options) -> None:
         super().__init__()
         self.options = options
         self.patch_size = backbone.patch_size
         self.arch = backbone.arch
-        if frames_per_clip % options.tubelet_size:
-            raise WtoursError(
-                f"data.frames_per_clip={frames_per_clip} is not a multiple of videomae.tubelet_size="
-                f"{options.tubelet_size}"
-            )
         if options.crop_size % self.patch_size:
             raise WtoursError(
                 f"videomae.crop_size={options.crop_size} is not a multiple of backbone.patch_size={self.patch_size}"
@@ -437,7 +444,7 @@ class VideoMAE(Method):
             backbone.num_heads or default_heads,
             options.tubelet_size,
             self.patch_size,
-            drop_path_rate,
+            backbone.drop_path_rate,
             options.position_embedding,
         )
         pixels_per_token = options.tubelet_size * self.patch_size**2 * 3
@@ -495,14 +502,15 @@ class VideoMAE(Method):
         """The encoder as an image encoder (see `image_encoder`), on CPU in float32."""
         return image_encoder(self.student.encoder, self.options.crop_size, self.arch)
 
-    def encoder_spec(self, config: TrainConfig | None = None) -> BackboneSpec:
-        """How timm rebuilds `encoder()`, to be written beside the exported weights. It follows from the
-        network itself (``config`` is accepted for the method interface and not needed)."""
+    def encoder_spec(self) -> BackboneSpec:
+        """How timm rebuilds `encoder()`, to be written beside the exported weights: it follows from the
+        network itself."""
         return image_encoder_spec(self.student.encoder, self.options.crop_size, self.arch)
 
 
-def build(config: TrainConfig, options: Options, shape: ScheduleShape) -> VideoMAE:
-    return VideoMAE(config.backbone, options, config.data.frames_per_clip, config.backbone.drop_path_rate)
+def build(backbone: BackboneConfig, options: Options, shape: ScheduleShape) -> VideoMAE:
+    """VideoMAE keeps no per-step schedule of its own: ``shape`` is part of the method interface."""
+    return VideoMAE(backbone, options)
 
 
 def pixels_from_clip(frames: torch.Tensor, crop_size: int) -> torch.Tensor:

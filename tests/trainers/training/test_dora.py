@@ -269,7 +269,7 @@ def _tiny_dora(output_dir: Path, **overrides) -> TrainConfig:
 
 def test_paper_preset_is_the_released_recipe() -> None:
     config = load_config("dora_vits16")
-    options = Options.model_validate(config.method_options)
+    options = config.options
     assert config.method == "dora" and config.backbone.arch == "vit_small" and config.backbone.patch_size == 16
     assert (config.data.frames_per_clip, config.data.stride, config.data.mode) == (8, 60, "any_start")
     assert (options.n_objects, options.local_crops_number, options.local_crops_size) == (3, 6, 112)

@@ -26,7 +26,7 @@ def test_tiny_preset_trains_and_knn_beats_chance(tmp_path: Path, sample_frames) 
     # Starting near ln(out_dim), the loss falls while the student learns to match the teacher's views
     # (on 60 frames, centering later pulls it back towards ln(out_dim): DINO needs far more data).
     assert min(losses[2:8]) < losses[0] - 0.1
-    assert losses[0] < math.log(config.method_options["out_dim"])
+    assert losses[0] < math.log(config.options.out_dim)
 
     encoder = load_encoder(None, result.encoder_path)
     labelled = make_study_labelled_set(tmp_path / "labelled", per_class_train=10, per_class_val=5)
@@ -41,5 +41,5 @@ def test_tiny_preset_trains_and_knn_beats_chance(tmp_path: Path, sample_frames) 
     from wtours.trainers.training.methods import ScheduleShape, method_module
 
     module = method_module("dino")
-    fresh = module.build(config_init, module.Options.model_validate(config_init.method_options), ScheduleShape(1, 1))
+    fresh = module.build(config_init.backbone, config_init.options, ScheduleShape(1, 1))
     assert torch.equal(initial.blocks[0].mlp.fc1.weight, fresh.encoder().blocks[0].mlp.fc1.weight)

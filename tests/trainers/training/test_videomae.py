@@ -13,7 +13,6 @@ from wtours.errors import WtoursError
 from wtours.trainers.training.config import TrainConfig, load_config
 from wtours.trainers.training.methods import ScheduleShape, StepState
 from wtours.trainers.training.videomae import (
-    Options,
     VideoMAE,
     build,
     image_encoder,
@@ -38,7 +37,7 @@ def tiny_videomae_config(output_dir: Path, **overrides) -> TrainConfig:
 def tiny_method(**overrides) -> VideoMAE:
     config = tiny_videomae_config(Path("unused"), **overrides)
     torch.manual_seed(0)
-    return build(config, Options.model_validate(config.method_options), ScheduleShape(1, 1))
+    return build(config.backbone, config.options, ScheduleShape(1, 1))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -106,7 +105,7 @@ def test_views_crop_whole_clips_and_never_flip_in_the_paper_recipe() -> None:
     image = torch.randint(0, 256, (3, 1, 3, 40, 71), dtype=torch.uint8)
     views = method.views({"frames": image.expand(3, T, 3, 40, 71).contiguous()}, torch.Generator().manual_seed(0))
     assert torch.allclose(views.clips, views.clips[:, :, :1].expand_as(views.clips))
-    assert method.options.flip_p == 0 and load_config("videomae_vits16").method_options["flip_p"] == 0
+    assert method.options.flip_p == 0 and load_config("videomae_vits16").options.flip_p == 0
 
 
 def allowed_multi_scale_crops(height: int, width: int, output: int = 224) -> tuple[set, dict]:
@@ -228,7 +227,7 @@ def test_training_step_is_the_masked_mse_of_the_student_prediction() -> None:
     method = tiny_method()
     frames = torch.randint(0, 256, (2, T, 3, 40, 71), dtype=torch.uint8)
     views = method.views({"frames": frames}, torch.Generator().manual_seed(0))
-    loss, _ = method.training_step(views, StepState(0, 0, 1e-3, 0.05, 0.0), method.student)
+    loss, _ = method.training_step(views, StepState(0, 0, 1e-3, 0.05), method.student)
     expected = masked_reconstruction_loss(method.student(views.clips, views.visible_index), views.targets, views.mask)
     assert torch.allclose(loss, expected)
     loss.backward()
@@ -247,7 +246,7 @@ def test_position_embedding_is_the_papers_sinusoid_of_the_flattened_index() -> N
     official = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
     embedding = sinusoid_position_embedding((2, 3, 4), 48)  # (t, h, w) = 24 tokens flattened in that order
     assert (embedding - torch.tensor(official, dtype=torch.float32)).abs().max() < 1e-6
-    assert load_config("videomae_vits16").method_options["position_embedding"] == "1d"
+    assert load_config("videomae_vits16").options.position_embedding == "1d"
 
 
 def test_factorised_variant_is_spatial_at_every_time_step() -> None:
@@ -313,7 +312,7 @@ def test_bad_shapes_are_one_clear_error(tmp_path: Path) -> None:
 def test_shipped_presets_load(preset: str) -> None:
     config = load_config(preset)
     assert config.method == "videomae" and config.data.frames_per_clip == 16
-    assert config.method_options["mask_ratio"] == 0.9 and config.method_options["decoder_depth"] == 4
+    assert config.options.mask_ratio == 0.9 and config.options.decoder_depth == 4
 
 
 # --- through the engine -----------------------------------------------------------------------------------
