@@ -42,7 +42,7 @@ from wtours.analysis.window import (
     window_stem,
 )
 from wtours.errors import WtoursError
-from wtours.frames import StreamInfo, stream_info
+from wtours.frames import StreamInfo, choose_decoder, stream_info
 from wtours.manifest import Manifest
 from wtours.progress import console, make_progress
 from wtours.selection import select_videos
@@ -99,10 +99,14 @@ def analyze_videos(
         try:
             streams[video.id] = stream_info(video.path)
             content = content_identity(video, store)
+            decoder = choose_decoder(video.path, settings.decode)
         except WtoursError as err:
             result.error = str(err)
             continue
-        tasks_of[video.id] = plan_windows(video, result.analysis_dir, streams[video.id], settings, content, threads)
+        if decoder.notice:
+            console.print(f"[yellow]{video.id}[/]: {decoder.notice}", highlight=False, soft_wrap=True)
+        tasks_of[video.id] = plan_windows(video, result.analysis_dir, streams[video.id], settings, content, threads,
+                                          decoder.name)  # fmt: skip
     pending = [task for tasks in tasks_of.values() for task in tasks if not _window_cached(task)]
     by_id = {result.video.id: result for result in results}
     for video_id, tasks in tasks_of.items():

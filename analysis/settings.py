@@ -39,6 +39,9 @@ class AnalysisSettings(BaseModel):
     detector_batch: int = Field(16, ge=1)
     detector_threads: int = Field(1, ge=1, description="CPU threads of the detector, beside the decoder's")
     device: str | None = Field(None, description="torch device for ultralytics; None picks the GPU if any")
+    # Where the video is decoded: auto takes NVDEC when a CUDA GPU decodes the stream, else the CPU (a one-line
+    # notice says why when a GPU is there). Not part of any cache key: decoders agree to within rounding.
+    decode: Literal["auto", "cpu", "gpu"] = "auto"
 
     @field_validator("detector")
     @classmethod

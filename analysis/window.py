@@ -30,6 +30,10 @@ from wtours.frames import FrameSize, StreamInfo, iter_frames, scaled_size
 from wtours.store import atomic_path, atomic_write_text, read_json
 
 WINDOWS_DIR = ".windows"
+# Frames decoded and scaled ahead of the analyzers, on their own thread, so the decoder never stands still
+# while the analyzers work (benchmarks/bench_analyze.py; README, "Speed"). Memory: this many analysis frames
+# (256 px: 110 KB each) plus the detector's frames among them.
+READ_AHEAD_FRAMES = 32
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class WindowTask:
     threads: int = 0
     # The last window reads on to the end of the file: a header's frame count or duration may be off.
     open_ended: bool = False
+    decoder: str | None = None  # an FFmpeg decoder by name (NVDEC's h264_cuvid, ...); None: the stream's default
 
     @property
     def frames(self) -> int:
@@ -82,6 +87,7 @@ def plan_windows(
     settings: AnalysisSettings,
     content: str,
     threads: int = 0,
+    decoder: str | None = None,
 ) -> list[WindowTask]:
     """Split a video into windows of ``settings.window_seconds`` on a fixed grid (place 0, W, 2W, ...).
 
@@ -108,6 +114,7 @@ def plan_windows(
                 content=content,
                 threads=threads,
                 open_ended=open_ended and end >= total,
+                decoder=decoder,
             )
         )
     return tasks
@@ -227,6 +234,8 @@ def _feed(task: WindowTask, analyzers: list[Analyzer]) -> dict[str, Any]:
         preroll=preroll,
         threads=task.threads,
         interpolation=task.settings.interpolation,
+        decoder=task.decoder,
+        read_ahead=READ_AHEAD_FRAMES,
     )
     span: dict[str, Any] = {"frames": 0, "before": None, "first": None, "last": None, "after": None, "end": None}
     warmup: list = []

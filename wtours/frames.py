@@ -29,10 +29,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal, TypeVar
 
 import numpy as np
 
 from wtours.errors import WtoursError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -99,10 +102,22 @@ def scaled_size(width: int, height: int, target_width: int) -> tuple[int, int]:
 
 
 def stream_info(path: str | os.PathLike[str]) -> StreamInfo:
-    """Frame rate, size and header frame count of the first video stream."""
-    container = _open(path)
+    """Frame rate, size and header frame count of the first video stream.
+
+    Read from the container's header when it says all of that (MP4, WebM, Matroska do): FFmpeg's probe
+    would otherwise decode frames to learn what the header already holds, a third of a second for the
+    first 4K frames of an H.264 or VP9 file, paid again by the decode pass that follows.
+    """
+    return _header_stream_info(path, header_only=True) or _header_stream_info(path, header_only=False)
+
+
+def _header_stream_info(path: str | os.PathLike[str], *, header_only: bool) -> StreamInfo | None:
+    container = _open(path, header_only=header_only)
     try:
         stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if header_only and not (stream.codec_context.width and stream.codec_context.height and rate):
+            return None  # a raw or transport stream: only decoding tells
         return StreamInfo(
             codec=stream.codec_context.name,
             fps=float(_frame_rate(stream, path)),
@@ -125,6 +140,8 @@ def iter_frames(
     threads: int = 0,
     interpolation: str = "FAST_BILINEAR",
     preroll: int = 0,
+    decoder: str | None = None,
+    read_ahead: int = 0,
 ) -> Iterator[DecodedFrame]:
     """Decode the frames whose grid place is in ``[start_frame, end_frame)`` and yield each one scaled to
     every requested size.
@@ -140,6 +157,9 @@ def iter_frames(
     libswscale filter name. The default, ``FAST_BILINEAR`` (two taps, like OpenCV's ``INTER_LINEAR`` that
     PySceneDetect shrinks frames with), costs a few ms per 4K frame; ``AREA`` averages every source
     pixel (about twice the cost) and ``BILINEAR`` widens its filter with the shrink factor (5x slower).
+    ``decoder`` names the FFmpeg decoder (e.g. ``h264_cuvid``, see :func:`choose_decoder`); None is the
+    stream's default. ``read_ahead`` > 0 decodes and scales on a background thread, up to that many frames
+    ahead of the consumer (see :func:`prefetched`): the decoder never waits while the consumer works.
     Decoding errors raise :class:`WtoursError`.
     """
     requests = {
@@ -148,6 +168,12 @@ def iter_frames(
     }
     if start_frame < 0 or (end_frame is not None and end_frame < start_frame) or preroll < 0:
         raise ValueError(f"invalid frame range [{start_frame}, {end_frame}) with {preroll} frames of preroll")
+    frames = _scaled_frames(path, requests, start_frame, end_frame, threads, interpolation, preroll, decoder)
+    return prefetched(frames, read_ahead) if read_ahead > 0 else frames
+
+
+def _scaled_frames(path, requests: dict[str, FrameSize], start_frame: int, end_frame: int | None, threads: int,
+                   interpolation: str, preroll: int, decoder: str | None) -> Iterator[DecodedFrame]:  # fmt: skip
     from av.video.reformatter import VideoReformatter
 
     # One scaler per size, kept across frames: libswscale then sets up its filters once, not per frame
@@ -156,13 +182,12 @@ def iter_frames(
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
+        codec = _Decoder(container, stream, decoder, threads, path)
         clock = _Clock(stream, path)
         # Sampling a frame depends on the place of the frame before it, so a window past the start
         # always decodes at least that one.
         before = max(preroll, 1) if start_frame > 0 else preroll
-        for frame, index, previous in _positioned(container, stream, clock, start_frame, before, preroll, path):
+        for frame, index, previous in _positioned(codec, clock, start_frame, before, preroll):
             if end_frame is not None and index >= end_frame:
                 break
             due = {name: request for name, request in requests.items() if request.due(index, previous)}
@@ -176,6 +201,62 @@ def iter_frames(
             yield DecodedFrame(index=index, time=time, images=images, end_time=end_time)
     finally:
         container.close()
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterator[T], depth: int) -> Iterator[T]:
+    """``items``, produced on a background thread at most ``depth`` items ahead of the consumer.
+
+    Why: a decoder's threads only work while someone hands them packets. In one thread, every moment spent
+    on a frame (scaling, analyzers) is a moment the decoder stands still once its few frames in flight are
+    done; here the producer keeps it fed and the consumer works at the same time (FFmpeg, libswscale,
+    OpenCV and NumPy's array loops release the GIL). Memory: ``depth`` items. An exception of the
+    producer is raised in the consumer; a consumer that stops early stops the producer, and ``items`` is
+    closed on its own thread (where its files were opened).
+    """
+    import queue
+    import threading
+
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            put((_DONE, err))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="wtours-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 class _Clock:
@@ -208,7 +289,7 @@ class _Clock:
         return self.origin + math.floor(earliest) - 1
 
 
-def _positioned(container, stream, clock: _Clock, start_frame: int, before: int, preroll: int, path):
+def _positioned(codec: _Decoder, clock: _Clock, start_frame: int, before: int, preroll: int):
     """``(frame, index, index of the frame before)`` from ``start_frame`` on, after the ``preroll`` frames
     just before it, having decoded at least ``before`` (>= ``preroll``) frames before it.
 
@@ -220,8 +301,8 @@ def _positioned(container, stream, clock: _Clock, start_frame: int, before: int,
     step = clock.frame_ticks * max(before, 1)
     while True:
         if target is not None:
-            container.seek(max(target, clock.origin), stream=stream, backward=True, any_frame=False)
-        timeline = _timeline(_decode(container, stream, path), clock)
+            codec.seek(max(target, clock.origin))
+        timeline = _timeline(codec.frames(), clock)
         waiting: deque = deque(maxlen=before)
         seen_before = 0
         first = None
@@ -257,13 +338,15 @@ def _timeline(frames, clock: _Clock):
         previous = index
 
 
-def _open(path: str | os.PathLike[str]):
+def _open(path: str | os.PathLike[str], *, header_only: bool = False):
+    """The container, probed by FFmpeg; ``header_only``: no decoder runs in the probe (no decoder is allowed),
+    so only what the container's header says is known, and what only a decoded frame tells is missing."""
     import av
 
     if not Path(path).is_file():
         raise WtoursError(f"video not found: {path}")
     try:
-        container = av.open(str(path))
+        container = av.open(str(path), options={"codec_whitelist": "none"} if header_only else None)
     except av.error.FFmpegError as err:
         raise WtoursError(f"cannot open video {path}: {err}") from None
     if not container.streams.video:
@@ -285,10 +368,145 @@ def _duration(container, stream) -> float:
     return container.duration / 1_000_000 if container.duration else 0.0
 
 
-def _decode(container, stream, path: str | os.PathLike[str]):
+class _Decoder:
+    """The stream's frames, from its default decoder (FFmpeg's threads) or from a decoder named by the
+    caller (an NVDEC ``*_cuvid`` decoder) fed the demuxed packets."""
+
+    def __init__(self, container, stream, name: str | None, threads: int, path: str | os.PathLike[str]):
+        self.container, self.stream, self.path = container, stream, path
+        if name is None:
+            stream.thread_type = "AUTO"
+            stream.thread_count = threads
+            self.context = None
+        else:
+            self.context = open_decoder(name, stream, threads, path)
+
+    def seek(self, target: int) -> None:
+        self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
+        if self.context is not None:  # the container flushes only the stream's own decoder
+            self.context.flush_buffers()
+
+    def frames(self):
+        import av
+
+        try:
+            if self.context is None:
+                yield from self.container.decode(self.stream)
+            else:
+                for packet in self.container.demux(self.stream):
+                    yield from self.context.decode(packet if packet.size else None)  # empty: end of stream
+        except av.error.FFmpegError as err:
+            raise WtoursError(f"{self.path}: decoding failed: {err}") from None
+
+
+def open_decoder(name: str, stream, threads: int, path: str | os.PathLike[str]):
+    """An opened decoder ``name`` for ``stream`` (its extradata, size and pixel format copied); WtoursError
+    when this FFmpeg lacks it or it does not open here (an NVDEC decoder without a CUDA driver)."""
+    import av
+
+    source = stream.codec_context
+    try:
+        context = av.CodecContext.create(name, "r")
+        context.extradata = source.extradata
+        context.width, context.height = source.width, source.height
+        if source.pix_fmt:
+            context.pix_fmt = source.pix_fmt  # what NVDEC reads the bit depth from
+        context.thread_type, context.thread_count = "AUTO", threads
+        context.open()
+    except (av.error.FFmpegError, ValueError) as err:
+        raise WtoursError(f"{Path(path).name}: decoder {name} does not open here ({err})") from None
+    return context
+
+
+# FFmpeg's NVDEC decoders (PyAV's wheels carry them): the GPU's video engine decodes, the CPU only demuxes.
+NVDEC_DECODERS = ("h264_cuvid", "hevc_cuvid", "vp9_cuvid", "av1_cuvid", "vp8_cuvid", "mpeg1_cuvid",
+                  "mpeg2_cuvid", "mpeg4_cuvid", "vc1_cuvid", "mjpeg_cuvid")  # fmt: skip
+DecodeMode = Literal["auto", "cpu", "gpu"]
+
+
+@dataclass(frozen=True)
+class DecoderChoice:
+    """The decoder to use for a video: ``name`` (None: the stream's default, on the CPU) and, when the GPU
+    was asked for or available but is not used, a one-line ``notice`` saying why."""
+
+    name: str | None
+    notice: str | None = None
+
+
+def choose_decoder(path: str | os.PathLike[str], decode: DecodeMode = "auto") -> DecoderChoice:
+    """NVDEC when ``decode`` allows it (``auto``, ``gpu``), a CUDA device is present and the stream's NVDEC
+    decoder opens and decodes its first frame here; else the CPU decoder, with a notice unless ``auto``
+    found no CUDA device at all (a CPU machine: nothing to fall back from)."""
+    if decode not in ("auto", "cpu", "gpu"):
+        raise WtoursError(f"decode must be auto, cpu or gpu, got {decode!r}")
+    if decode == "cpu":
+        return DecoderChoice(None)
+    devices = cuda_device_count()
+    if decode == "auto" and devices == 0:
+        return DecoderChoice(None)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        codec = stream.codec_context.codec
+        name = nvdec_decoder_for(codec.id)
+        if name is None:
+            return DecoderChoice(None, f"no NVDEC decoder for {codec.name} in this FFmpeg; decoding on the CPU")
+        if devices == 0:
+            return DecoderChoice(None, f"{name}: no CUDA device found; decoding on the CPU")
+        try:
+            context = open_decoder(name, stream, 0, path)
+            if not _decodes_a_frame(container, stream, context):
+                return DecoderChoice(None, f"{name} decodes no frame of {Path(path).name}; decoding on the CPU")
+        except (WtoursError, OSError) as err:
+            return DecoderChoice(None, f"{err}; decoding on the CPU")
+        return DecoderChoice(name)
+    finally:
+        container.close()
+
+
+def nvdec_decoder_for(codec_id: int) -> str | None:
+    """This FFmpeg's NVDEC decoder of an FFmpeg codec id, or None."""
+    from av.codec.codec import Codec
+
+    for name in NVDEC_DECODERS:
+        try:
+            if Codec(name, "r").id == codec_id:
+                return name
+        except Exception:  # av.codec.codec.UnknownCodecError: not in this FFmpeg build
+            continue
+    return None
+
+
+def _decodes_a_frame(container, stream, context, max_packets: int = 64) -> bool:
+    """Whether ``context`` turns the stream's first packets into a frame (a GPU may open a decoder and
+    still refuse the stream: a profile or size beyond its video engine)."""
     import av
 
     try:
-        yield from container.decode(stream)
-    except av.error.FFmpegError as err:
-        raise WtoursError(f"{path}: decoding failed: {err}") from None
+        for count, packet in enumerate(container.demux(stream)):
+            if count >= max_packets:
+                return False
+            if context.decode(packet if packet.size else None):
+                return True
+    except av.error.FFmpegError:
+        return False
+    return False
+
+
+def cuda_device_count() -> int:
+    """CUDA devices the driver reports (0 without a driver), asked of libcuda directly: importing torch
+    for it would cost seconds, and a machine may have the driver without torch's CUDA build."""
+    import ctypes
+    import ctypes.util
+
+    names = ["libcuda.so.1", "libcuda.so", ctypes.util.find_library("cuda") or "", "nvcuda.dll"]
+    for name in filter(None, names):
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    return 0

@@ -99,14 +99,14 @@ def broken_detectors(tmp_path, darknet_yolov3_tiny) -> list[tuple[dict, str]]:
 def test_a_broken_detector_fails_before_any_frame_is_decoded(make_video, broken_detectors, tmp_path, monkeypatch):
     video = make_video("long.mp4", frames=900)  # 30 s: today's code decoded all of it before saying no
     decoded = []
-    decode = frames._decode
+    decode = frames._Decoder.frames
 
-    def counting(*args):
-        for frame in decode(*args):
+    def counting(self):
+        for frame in decode(self):
             decoded.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(frames, "_decode", counting)
+    monkeypatch.setattr(frames._Decoder, "frames", counting)
     for settings, message in broken_detectors:
         with pytest.raises(WtoursError, match=message) as raised:
             analyze_videos([VideoInput("long", video)], Store.at(tmp_path / "data"),

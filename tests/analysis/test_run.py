@@ -164,3 +164,18 @@ def test_a_fetched_video_is_known_by_its_sha256_not_its_name(walk_video, movie_v
     video.write_bytes(movie)
     [other] = analyze_videos([VideoInput("tour", video)], store, settings, show_progress=False)
     assert other.windows_computed == 4 and other.summary["cuts"] == movie_video[1].cut_frames
+
+
+def test_asking_for_gpu_decoding_without_nvdec_analyzes_on_the_cpu_after_one_line(videos, tmp_path, monkeypatch):
+    from wtours import frames as frames_module
+    from wtours.progress import console
+
+    monkeypatch.setattr(frames_module, "cuda_device_count", lambda: 0)
+    with console.capture() as captured:
+        on_gpu = _analyze(videos[:1], tmp_path / "gpu", detector=None, decode="gpu")
+    lines = captured.get().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("walk: h264_cuvid") and "decoding on the CPU" in lines[0]
+    on_cpu = _analyze(videos[:1], tmp_path / "cpu", detector=None, decode="cpu")
+    assert on_gpu[0].ok and on_cpu[0].ok
+    for name, table in _tables(tmp_path / "cpu", "walk").items():
+        pd.testing.assert_frame_equal(_tables(tmp_path / "gpu", "walk")[name], table)
