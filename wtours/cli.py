@@ -251,6 +251,10 @@ def analyze(
         None, "--device", help="Detector device, e.g. cpu or cuda:1. Default: the GPU when there is one.",
         show_default=False,
     ),
+    decode: str = typer.Option(
+        "auto", "--decode", help="Video decoding: auto (NVDEC when a CUDA GPU decodes the codec, else the CPU), "
+        "cpu, or gpu (the CPU with a notice when it cannot).",
+    ),
     shot_detector: str = typer.Option(
         "content",
         "--shot-detector",
@@ -306,6 +310,7 @@ def analyze(
             detector_width=detector_width,
             detector_confidence=confidence,
             device=device,
+            decode=decode,
             shot_detector=shot_detector,
             shot_threshold=threshold,
             adaptive_threshold=adaptive_threshold,
