@@ -28,16 +28,18 @@ def run_python(code: str, *, cwd: Path, env: dict | None = None) -> str:
 
 def test_editable_install_maps_folders_into_the_namespace(tmp_path):
     out = run_python(
-        "import importlib.util, wtours.analysis, wtours.pipelines, wtours.trainers\n"
+        "import importlib.util, wtours.analysis, wtours.pipelines, wtours.trainers, wtours.sample\n"
         "print(wtours.analysis.__file__); print(wtours.pipelines.__file__); print(wtours.trainers.__file__)\n"
-        "print([importlib.util.find_spec(n) is None for n in ('analysis', 'pipelines', 'trainers')])",
+        "print(wtours.sample.__file__)\n"
+        "print([importlib.util.find_spec(n) is None for n in ('analysis', 'pipelines', 'trainers', 'fixtures')])",
         cwd=tmp_path,
     )
     lines = out.splitlines()
     assert Path(lines[0]) == REPO / "analysis" / "__init__.py"
     assert Path(lines[1]) == REPO / "pipelines" / "__init__.py"
     assert Path(lines[2]) == REPO / "trainers" / "__init__.py"
-    assert lines[3] == "[True, True, True]", "generic top-level names must not be importable"
+    assert Path(lines[3]) == REPO / "fixtures" / "sample" / "__init__.py"
+    assert lines[4] == "[True, True, True, True]", "generic top-level names must not be importable"
 
 
 @pytest.mark.parametrize("command", [["--help"], ["fetch", "--help"], ["status", "--help"], ["demo", "--help"]])
@@ -96,7 +98,8 @@ def test_built_wheel_installs_and_imports_every_module(tmp_path):
     # Every source folder with an __init__.py made it into the wheel (catches a package missing from
     # pyproject's explicit list).
     for folder, namespace in (("analysis", "wtours.analysis"), ("pipelines", "wtours.pipelines"),
-                              ("trainers", "wtours.trainers"), ("wtours", "wtours")):
+                              ("trainers", "wtours.trainers"), ("fixtures/sample", "wtours.sample"),
+                              ("wtours", "wtours")):
         for init in (REPO / folder).rglob("__init__.py"):
             relative = init.parent.relative_to(REPO / folder)
             expected = ".".join([namespace, *relative.parts]) if relative.parts else namespace
