@@ -2,7 +2,8 @@
 
     dataset = ClipDataset("data", frames_per_clip=8, stride=60, filters=ClipFilters(max_darkness=0.8))
     sampler = ClipSampler(dataset, seed=0, num_replicas=world_size, rank=rank)
-    loader = DataLoader(dataset, batch_size=16, sampler=sampler, num_workers=4, persistent_workers=True)
+    loader = DataLoader(dataset, batch_size=16, sampler=sampler, num_workers=4, persistent_workers=True,
+                        collate_fn=collate_clips)
     for epoch in range(start_epoch, epochs):
         sampler.set_epoch(epoch)            # or sampler.set_position(epoch, samples_done) to resume
         for batch in loader: batch["frames"]  # uint8 [B, T, 3, H, W]; augment on the GPU
@@ -10,7 +11,9 @@
 Two modes: ``"index"`` returns the clips of ``clips/<id>.parquet`` (one per window of the index);
 ``"any_start"`` samples as the DoRA release does: every frame that starts a valid clip is an item.
 Thresholds on the scores (``filters``) are applied here, at training time, never baked into the index.
-Each worker process opens its own proxy files on first use; nothing is opened per sample.
+Each worker process opens its own proxy files on first use; nothing is opened per sample. A batch is
+decoded into one buffer that ``collate_clips`` hands over without a copy (``collate_fn=collate_clips``); with
+``output="jpeg"`` the workers only read the JPEGs and ``decode_clips`` decodes the batch on the GPU (nvJPEG).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate, get_worker_info
 
 from wtours.errors import WtoursError
 from wtours.pipelines.proxy import ProxyReader
@@ -64,9 +67,13 @@ class ClipDataset(Dataset):
         mode: Literal["index", "any_start"] = "index",
         filters: ClipFilters | dict[str, float] | None = None,
         seed: int = 0,
+        output: Literal["frames", "jpeg"] = "frames",
     ) -> None:
         if mode not in ("index", "any_start"):
             raise WtoursError(f"clip dataset mode must be 'index' or 'any_start', got {mode!r}")
+        if output not in ("frames", "jpeg"):
+            raise WtoursError(f"clip dataset output must be 'frames' or 'jpeg', got {output!r}")
+        self.output = output
         self.store = Store.at(data_dir)
         self.frames_per_clip, self.stride, self.mode, self.seed = frames_per_clip, stride, mode, seed
         try:
@@ -107,13 +114,38 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         video, start, clip = self.locate(int(i))
-        frames = self._reader(video).read(start + self.stride * np.arange(self.frames_per_clip))
+        positions = start + self.stride * np.arange(self.frames_per_clip)
+        if self.output == "jpeg":  # decoded later, batched, on the GPU (decode_clips)
+            reader = self._reader(video)
+            jpeg = [torch.frombuffer(bytearray(reader.read_bytes(int(frame))), dtype=torch.uint8)
+                    for frame in positions]  # fmt: skip
+            return {"jpeg": jpeg, "video_id": self.video_ids[video], "start_frame": start, "clip": clip}
+        frames = self._reader(video).read(positions, channels_first=True)
         return {
-            "frames": torch.from_numpy(frames).permute(0, 3, 1, 2),  # [T, 3, H, W] uint8, a view
+            "frames": torch.from_numpy(frames),  # [T, 3, H, W] uint8, contiguous: batching it is one memcpy
             "video_id": self.video_ids[video],
             "start_frame": start,
             "clip": clip,
         }
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Items ``indices`` at once (what a DataLoader asks for a batch): when their clips have one size, the
+        frames are decoded into one [B, T, 3, H, W] buffer, in shared memory inside a DataLoader worker, and
+        each item's ``frames`` is a slot of it, which :func:`collate_clips` hands over as the batch with no
+        copy. A fresh worker-to-trainer batch otherwise costs a stacking copy into new shared memory, and its
+        page faults, about as much again as decoding the JPEGs."""
+        located = [self.locate(int(i)) for i in indices]
+        readers = [self._reader(video) for video, _, _ in located]
+        if self.output == "jpeg" or len({(reader.height, reader.width) for reader in readers}) != 1:
+            return [self[int(i)] for i in indices]  # clips of several sizes: the batch is cropped when collated
+        shape = (len(indices), self.frames_per_clip, 3, readers[0].height, readers[0].width)
+        frames = _batch_buffer(shape)
+        pixels = frames.numpy()
+        offsets = self.stride * np.arange(self.frames_per_clip)
+        for slot, ((_, start, _), reader) in enumerate(zip(located, readers, strict=True)):
+            reader.read(start + offsets, channels_first=True, out=pixels[slot])
+        return [{"frames": frames[slot], "video_id": self.video_ids[video], "start_frame": start, "clip": clip}
+                for slot, (video, start, clip) in enumerate(located)]  # fmt: skip
 
     def _reader(self, video: int) -> ProxyReader:
         reader = self._readers.get(video)
@@ -139,6 +171,137 @@ class ClipDataset(Dataset):
                 f"--frames-per-clip {self.frames_per_clip} --stride {self.stride}`"
             )
         return table
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A DataLoader's ``collate_fn`` for :class:`ClipDataset`: the batch's ``frames`` (uint8 [B, T, 3, H, W]) is
+    the buffer ``ClipDataset.__getitems__`` decoded them into, with no copy, and inside a worker that buffer is
+    reused once the trainer process has let go of it (see :class:`_SharedBatches`); items from anywhere else are
+    stacked as ``default_collate`` does (clips of one size). With ``output="jpeg"`` the batch's ``jpeg`` is the
+    clips' lists of JPEG tensors, for :func:`decode_clips`."""
+    if "jpeg" in items[0]:
+        rest = default_collate([{k: v for k, v in item.items() if k != "jpeg"} for item in items])
+        return {"jpeg": [item["jpeg"] for item in items], **rest}
+    frames = [item["frames"] for item in items]
+    batch = _common_buffer(frames)
+    if batch is None:
+        return default_collate(items)
+    rest = default_collate([{k: v for k, v in item.items() if k != "frames"} for item in items])
+    slot = _shared_batches().hand_over(batch) if get_worker_info() is not None else None
+    return {"frames": batch if slot is None else _HandedOver(batch, _shared_batches().free, slot), **rest}
+
+
+def decode_clips(jpeg: list[list[torch.Tensor]], device: str | torch.device = "cuda") -> torch.Tensor:
+    """A batch of ``output="jpeg"`` clips decoded on ``device`` in one call: uint8 [B, T, 3, H, W].
+
+    On a CUDA device this is nvJPEG (``torchvision.io.decode_jpeg(..., device="cuda")``, batched): the loader's
+    workers then only read bytes. On the CPU it is libjpeg-turbo, pixel for pixel what ``output="frames"`` gives.
+    """
+    from torchvision.io import decode_jpeg
+
+    images = decode_jpeg([image for clip in jpeg for image in clip], device=device)
+    return torch.stack(images).view(len(jpeg), len(jpeg[0]), *images[0].shape)
+
+
+def _batch_buffer(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor; inside a DataLoader worker one of its reusable shared-memory buffers, so that
+    sending it to the trainer process passes a file descriptor, not the pixels."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    return _shared_batches().take(shape)
+
+
+class _SharedBatches:
+    """A DataLoader worker's batch buffers in shared memory, reused once the trainer process has let go of them.
+
+    Why: fresh shared memory for every batch costs about as much as decoding its JPEGs (the kernel allocates
+    and zeroes every page, then it faults in page by page). How it stays safe: a buffer goes to the trainer
+    wrapped in :class:`_HandedOver`, whose unpickling there sets a finaliser on the buffer's storage; only when
+    every tensor and view of it is gone there does ``free[slot]`` flip back to 1 and the worker write into it
+    again. A batch collated by another function never marks its buffer as handed over, so its buffer comes
+    back at once (the collate copied it). Memory: ``capacity`` batches per worker at most, beyond which a
+    fresh buffer is made as before.
+    """
+
+    def __init__(self, capacity: int = 6) -> None:
+        self.free = torch.ones(capacity, dtype=torch.uint8).share_memory_()  # 1: the trainer let go of it
+        self.buffers: list[torch.Tensor | None] = [None] * capacity
+        self.pending: int | None = None  # the slot of the batch being read, until it is handed over
+        # Reuse starts once collate_clips has handed a batch over: a collate of one's own that passed the
+        # clips on as views, unseen here, must never find their buffer rewritten.
+        self.reusing = False
+        self.first = True
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        size = int(np.prod(shape))
+        if self.reusing or self.first:
+            self.first = False
+            for slot, buffer in enumerate(self.buffers):
+                if self.free[slot] and slot != self.pending:
+                    if buffer is None or buffer.numel() != size:
+                        buffer = self.buffers[slot] = _new_shared(size)
+                    self.pending = slot
+                    return buffer.view(shape)
+        return _new_shared(size).view(shape)
+
+    def hand_over(self, batch: torch.Tensor) -> int | None:
+        """The slot of ``batch``'s buffer, marked in use until the trainer lets go of it; None for a fresh one."""
+        slot = self.pending
+        if slot is None or self.buffers[slot] is None or self.buffers[slot].data_ptr() != batch.data_ptr():
+            return None
+        self.free[slot], self.pending, self.reusing = 0, None, True
+        return slot
+
+
+_WORKER_BATCHES: _SharedBatches | None = None
+
+
+def _shared_batches() -> _SharedBatches:
+    global _WORKER_BATCHES
+    if _WORKER_BATCHES is None:
+        _WORKER_BATCHES = _SharedBatches()
+    return _WORKER_BATCHES
+
+
+def _new_shared(size: int) -> torch.Tensor:
+    return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(size))
+
+
+class _HandedOver:
+    """A batch buffer on its way to the trainer process: pickled as the tensor (a file descriptor), unpickled as
+    the tensor with a finaliser that gives the buffer back to its worker when the last view of it is gone."""
+
+    def __init__(self, batch: torch.Tensor, free: torch.Tensor, slot: int):
+        self.batch, self.free, self.slot = batch, free, slot
+
+    def __reduce__(self):
+        return _received, (self.batch, self.free, self.slot)
+
+
+def _received(batch: torch.Tensor, free: torch.Tensor, slot: int) -> torch.Tensor:
+    import weakref
+
+    # The storage's Python object lives exactly as long as the storage (PyTorch keeps it for every view).
+    weakref.finalize(batch.untyped_storage(), _give_back, free, slot)
+    return batch
+
+
+def _give_back(free: torch.Tensor, slot: int) -> None:
+    free[slot] = 1
+
+
+def _common_buffer(frames: list[torch.Tensor]) -> torch.Tensor | None:
+    """The [B, ...] tensor whose slots 0..B-1 ``frames`` are, in order, or None."""
+    first = frames[0]
+    storage = first.untyped_storage()
+    size = first.numel()
+    if storage.nbytes() != size * len(frames) * first.element_size():
+        return None
+    for slot, clip in enumerate(frames):
+        if (clip.untyped_storage().data_ptr() != storage.data_ptr() or clip.storage_offset() != slot * size
+                or not clip.is_contiguous() or clip.shape != first.shape or clip.dtype != first.dtype):  # fmt: skip
+            return None
+    return torch.empty(0, dtype=first.dtype).set_(storage).view(len(frames), *first.shape)
 
 
 class ClipSampler(Sampler[int]):

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from wtours.errors import WtoursError
 from wtours.pipelines import proxy as proxy_module
 from wtours.pipelines.clip_index import ClipSpec
-from wtours.pipelines.clipdata import ClipDataset, ClipFilters, ClipSampler
+from wtours.pipelines.clipdata import ClipDataset, ClipFilters, ClipSampler, collate_clips, decode_clips
 from wtours.pipelines.curate import CurateOptions, curate_video
 from wtours.pipelines.proxy import ProxySettings
 from wtours.sample.numbered import read_frame_number, render_numbered
@@ -160,3 +160,71 @@ def test_mismatched_clip_shape_or_missing_index_is_a_clear_error(data_dir: Path)
         ClipDataset(data_dir, ["zz"], frames_per_clip=T, stride=STRIDE)
     with pytest.raises(WtoursError, match="no finished proxy.*wtours curate --only a"):
         ClipDataset(data_dir, ["a"], frames_per_clip=T, stride=STRIDE, proxy_short_side=480)[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batch_is_decoded_into_one_buffer_and_handed_over_without_a_copy(data_dir: Path, workers: int) -> None:
+    dataset = ClipDataset(data_dir, ["a"], frames_per_clip=T, stride=STRIDE, mode="any_start")
+    sampler = ClipSampler(dataset, seed=3)
+    loader = DataLoader(dataset, batch_size=5, sampler=sampler, num_workers=workers, collate_fn=collate_clips)
+    batches = list(loader)
+    order = [int(i) for i in sampler.epoch_order(0)]
+    assert sum(len(batch["start_frame"]) for batch in batches) == len(dataset)
+    for number, batch in enumerate(batches[:6]):
+        assert batch["frames"].dtype == torch.uint8 and batch["frames"].is_contiguous()
+        for slot, item in enumerate(order[number * 5 : number * 5 + len(batch["start_frame"])]):
+            expected = dataset[item]
+            assert batch["start_frame"][slot] == expected["start_frame"]
+            assert torch.equal(batch["frames"][slot], expected["frames"])
+    items = dataset.__getitems__([3, 9])
+    assert collate_clips(items)["frames"].data_ptr() == items[0]["frames"].data_ptr()  # the same memory
+    stacked = collate_clips([dataset[3], dataset[9]])  # separate items: stacked
+    assert torch.equal(stacked["frames"], collate_clips(items)["frames"])
+
+
+def test_jpeg_output_decoded_as_a_batch_equals_the_decoded_frames(data_dir: Path) -> None:
+    # What the nvJPEG option runs (torchvision's batched decode_jpeg), here on the CPU: the same pixels.
+    frames = ClipDataset(data_dir, ["b"], frames_per_clip=T, stride=STRIDE)
+    jpeg = ClipDataset(data_dir, ["b"], frames_per_clip=T, stride=STRIDE, output="jpeg")
+    batch = collate_clips([jpeg[0], jpeg[4]])
+    assert [len(clip) for clip in batch["jpeg"]] == [T, T]
+    decoded = decode_clips(batch["jpeg"], device="cpu")
+    assert torch.equal(decoded, torch.stack([frames[0]["frames"], frames[4]["frames"]]))
+    with pytest.raises(WtoursError, match="'frames' or 'jpeg'"):
+        ClipDataset(data_dir, ["b"], frames_per_clip=T, stride=STRIDE, output="png")
+
+
+@pytest.mark.gpu
+def test_nvjpeg_decodes_a_batch_as_the_cpu_does(data_dir: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (nvJPEG)")
+    jpeg = ClipDataset(data_dir, ["a"], frames_per_clip=T, stride=STRIDE, output="jpeg")
+    batch = collate_clips([jpeg[i] for i in range(4)])
+    on_gpu = decode_clips(batch["jpeg"], device="cuda").cpu()
+    on_cpu = decode_clips(batch["jpeg"], device="cpu")
+    difference = (on_gpu.int() - on_cpu.int()).abs()
+    assert on_gpu.shape == on_cpu.shape and difference.float().mean() < 1.0 and difference.max() <= 16
+
+
+def test_a_worker_rewrites_a_batch_buffer_only_after_the_trainer_let_go_of_it(data_dir: Path) -> None:
+    dataset = ClipDataset(data_dir, ["a"], frames_per_clip=T, stride=STRIDE, mode="any_start")
+    sampler = ClipSampler(dataset, seed=5)
+    order = [int(i) for i in sampler.epoch_order(0)]
+    loader = DataLoader(dataset, batch_size=4, sampler=sampler, num_workers=1, collate_fn=collate_clips)
+    held, held_expected = None, None
+    for number, batch in enumerate(loader):
+        expected = torch.stack([dataset[i]["frames"] for i in order[number * 4 : number * 4 + 4]])
+        assert torch.equal(batch["frames"], expected), number  # a reused buffer holds this batch, not an old one
+        if number == 2:
+            held, held_expected = batch["frames"][1, 2], expected[1, 2].clone()  # a view kept by the trainer
+        del batch
+    assert number > 20 and torch.equal(held, held_expected)  # its buffer was never rewritten
+
+
+def test_a_collate_that_passes_the_clips_on_as_views_never_sees_them_rewritten(data_dir: Path) -> None:
+    dataset = ClipDataset(data_dir, ["a"], frames_per_clip=T, stride=STRIDE, mode="any_start")
+    sampler = ClipSampler(dataset, seed=6)
+    order = [int(i) for i in sampler.epoch_order(0)]
+    loader = DataLoader(dataset, batch_size=4, sampler=sampler, num_workers=1, collate_fn=lambda items: items)
+    kept = [item["frames"] for batch in loader for item in batch]
+    assert all(torch.equal(frames, dataset[i]["frames"]) for frames, i in zip(kept, order, strict=True))
