@@ -63,7 +63,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     import torch
 
     from wtours.store import RunDir
-    from wtours.trainers.launch import run_knn
+    from wtours.trainers.evaluation.knn import run_knn
     from wtours.trainers.training.config import load_config
     from wtours.trainers.training.engine import pretrain
 
@@ -89,8 +89,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     for untrained in (False, True):
         report = run_knn(
             config.run_dir, labelled, ks=(K,), temperature=0.07, image_size=image_size, batch_size=100,
-            device="cpu", num_workers=0, out_json=run.knn_path(untrained=untrained), sample_dir=labelled,
-            untrained=untrained,
+            device="cpu", num_workers=0, out_json=run.knn_path(untrained=untrained), untrained=untrained,
         )  # fmt: skip
         knn[untrained] = report["top1"][str(K)]
     losses = run.losses()

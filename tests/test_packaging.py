@@ -42,8 +42,10 @@ def test_editable_install_maps_folders_into_the_namespace(tmp_path):
     assert lines[4] == "[True, True, True, True]", "generic top-level names must not be importable"
 
 
-@pytest.mark.parametrize("command", [["--help"], ["fetch", "--help"], ["status", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize("command", [["--help"], ["fetch", "--help"], ["status", "--help"], ["demo", "--help"],
+                                     ["pretrain", "--help"], ["eval", "knn", "--help"], ["compare", "--help"]])
 def test_cli_help_imports_no_heavy_library(tmp_path, command):
+    """Every command's options come from its request model, imported with the CLI: requests stay light."""
     out = run_python(
         "import sys\nfrom wtours.cli import app\n"
         f"sys.argv = ['wtours', *{command!r}]\n"

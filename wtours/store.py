@@ -299,7 +299,7 @@ class Store:
         return self.root / "proxies" / video_id
 
     def proxy_dir(self, video_id: str, short_side: int) -> Path:
-        """The training proxy of ``video_id`` at ``short_side`` pixels (see wtours.pipelines.proxy)."""
+        """The training proxy of ``video_id`` at ``short_side`` pixels (built by pipelines/proxy.py)."""
         return self.proxies_dir(video_id) / f"short{short_side}"
 
     def sidecar(self, video_id: str) -> dict[str, Any] | None:

@@ -185,7 +185,7 @@ def test_a_disk_filling_up_during_a_checkpoint_names_it(tmp_path: Path, monkeypa
     import torch
 
     from wtours.errors import os_error_message
-    from wtours.trainers import checkpoint
+    from wtours.trainers.training import checkpoint
 
     def open_on_a_small_disk(path, mode):
         return FillsUp(open(path, mode), 50_000)  # noqa: SIM115 - closed by FillsUp.__exit__

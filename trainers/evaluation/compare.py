@@ -56,6 +56,11 @@ class RunRecord:
     has_encoder: bool = False
 
     @property
+    def first_loss(self) -> float | None:
+        """The first logged loss (the mean of the first logging interval): beside the final one, whether it fell."""
+        return self.losses[0] if self.losses else None
+
+    @property
     def final_loss(self) -> float | None:
         return self.losses[-1] if self.losses else None
 
@@ -183,6 +188,7 @@ COLUMNS = (
     ("pretraining_videos", "pretraining videos", str),
     ("steps", "steps", str),
     ("total_steps", "total steps", str),
+    ("first_loss", "first loss", "{:.3f}".format),
     ("final_loss", "final loss", "{:.3f}".format),
     ("knn_top1", "k-NN top-1", "{:.1f}".format),
     ("knn_k", "k", str),
@@ -208,6 +214,7 @@ def table_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
                 "pretraining_videos": record.videos,
                 "steps": record.steps_done,
                 "total_steps": record.total_steps,
+                "first_loss": record.first_loss,
                 "final_loss": record.final_loss,
                 "knn_top1": best_knn[1] if best_knn else None,
                 "knn_k": best_knn[0] if best_knn else None,
@@ -244,7 +251,8 @@ def results_markdown(rows: Sequence[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join([*cells, row["missing"] or MISSING]) + " |")
     note = (
         "Accuracies in percent (k-NN at its best k; linear probe at its best epoch); J&F, J, F in percent. "
-        "k-NN untrained: the same architecture at random initialisation, at the same k (the floor)."
+        "k-NN untrained: the same network before training (the run's encoder at step 0), at the same k (the floor). "
+        "First and final loss: the mean of the first and of the last logging interval."
     )
     return "\n".join(lines) + f"\n\n{note}\n"
 
@@ -486,7 +494,8 @@ def compare_runs(
         atomic_write_text(out_dir / name, text)
         written.append(out_dir / name)
     gathered = [
-        {**asdict(record), "path": str(record.path), "final_loss": record.final_loss, "missing": record.missing}
+        {**asdict(record), "path": str(record.path), "first_loss": record.first_loss, "final_loss": record.final_loss,
+         "missing": record.missing}
         for record in records
     ]
     atomic_write_json(out_dir / "runs.json", gathered)

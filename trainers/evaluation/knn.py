@@ -4,24 +4,21 @@ Both splits go through DINO's evaluation transform (Resize(256, bicubic) + Cente
 256/224 of ``image_size`` otherwise) and the encoder's own output: the normed [CLS] token of the last block (DINO
 evaluates its teacher's backbone; a run folder's exported encoder is that teacher), in fp32 as DINO computes
 it, L2-normalised. Each validation image votes with its k most similar training images (cosine similarity), each
-vote weighted by exp(similarity / T), T = 0.07; the class with the largest sum wins. The built-in labelled set
-cuts the embedded sample's annotated objects (person, bus) out of its decoded frames.
+vote weighted by exp(similarity / T), T = 0.07; the class with the largest sum wins. ``wtours eval knn`` defaults
+to the study set of the embedded sample (wtours.sample.study: crops of 20 real photographs, class = photo).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wtours.errors import WtoursError
-
-_DONE_MARKER = ".complete"
 
 
 @dataclass
@@ -124,80 +121,51 @@ def evaluate_knn(
     return KnnResult(top1, list(train_set.classes), len(train_set), len(val_set), chance)
 
 
-def make_sample_labelled_set(
-    out_dir: Path,
+def run_knn(
+    encoder_path: Path,
+    labelled_dir: Path,
     *,
-    seconds: float = 6.0,
-    seed: int = 0,
-    crop_size: int = 64,
-    per_class: int = 80,
-    val_fraction: float = 0.25,
-) -> Path:
-    """Write ``out_dir/{train,val}/<class>/*.png``: square crops of the embedded sample's annotated
-    objects, by class, cut from the decoded frames of a rendered walking-tour sample.
+    ks: tuple[int, ...] = (10, 20),
+    temperature: float = 0.07,
+    image_size: int = 224,
+    batch_size: int = 64,
+    device: str = "auto",
+    num_workers: int = 0,
+    out_json: Path | None = None,
+    untrained: bool = False,
+) -> dict[str, Any]:
+    """Weighted k-NN of an exported encoder (a run folder or its ``encoder.safetensors``) on ``labelled_dir``;
+    the report (written to ``out_json`` if given, atomically) holds top-1 per k and the majority-class floor.
+    ``untrained=True`` evaluates the same network before training (the run's encoder at step 0) instead."""
+    from wtours.store import atomic_write_json, encoder_weights
+    from wtours.trainers.evaluation.features import load_encoder, pick_device
 
-    Frames are split by time: whole seconds alternate between train and val in a 3:1 pattern, so the two
-    splits never share a frame. Idempotent: a finished set is returned as is.
-    """
-    import av
-    import numpy as np
-    from PIL import Image
-
-    from wtours.sample import render_walking_tour
-
-    out_dir = Path(out_dir)
-    if (out_dir / _DONE_MARKER).is_file():
-        return out_dir
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        video = staging / "walk.mp4"
-        truth = render_walking_tour(video, seconds=seconds, seed=seed)
-        val_period = max(2, round(1 / val_fraction))
-        crops: dict[tuple[str, str], list[Image.Image]] = {}
-        # Take every 3rd frame: neighbouring frames are near-duplicates.
-        wanted = set(range(0, truth.n_frames, 3))
-        with av.open(str(video)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index not in wanted:
-                    continue
-                split = "val" if int(index / truth.fps) % val_period == val_period - 1 else "train"
-                image = frame.to_image()
-                boxes = truth.boxes[index] if index < len(truth.boxes) else []
-                for box in boxes:
-                    crop = _square_crop(image, box.x0, box.y0, box.x1, box.y1)
-                    if crop is not None:
-                        crops.setdefault((split, box.label), []).append(crop.resize((crop_size, crop_size)))
-        video.unlink()
-        limit = {"train": per_class, "val": max(1, round(per_class * val_fraction / (1 - val_fraction)))}
-        for (split, label), images in sorted(crops.items()):
-            folder = staging / split / label
-            folder.mkdir(parents=True, exist_ok=True)
-            chosen = np.linspace(0, len(images) - 1, min(limit[split], len(images))).round().astype(int)
-            for number, position in enumerate(sorted(set(chosen.tolist()))):
-                images[position].save(folder / f"{label}_{number:04d}.png")
-        classes = {label for _, label in crops}
-        for split in ("train", "val"):
-            for label in classes:
-                if not (staging / split / label).is_dir():
-                    raise WtoursError(f"sample labelled set: no {label!r} crops for {split}; render longer")
-        (staging / _DONE_MARKER).write_text("ok\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out_dir
-
-
-def _square_crop(image, x0: float, y0: float, x1: float, y1: float, min_side: int = 16):
-    """A square around the box's centre, side = the box's longer side, shifted to stay inside."""
-    side = max(x1 - x0, y1 - y0)
-    if min(x1 - x0, y1 - y0) < min_side:
-        return None
-    side = min(side, image.width, image.height)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    left = min(max(0.0, cx - side / 2), image.width - side)
-    top = min(max(0.0, cy - side / 2), image.height - side)
-    return image.crop((round(left), round(top), round(left + side), round(top + side)))
-
+    encoder_path = encoder_weights(encoder_path)
+    encoder = load_encoder(None, encoder_path, untrained=untrained)
+    with torch.inference_mode():
+        result = evaluate_knn(
+            encoder,
+            labelled_dir,
+            ks=ks,
+            temperature=temperature,
+            image_size=image_size,
+            batch_size=batch_size,
+            device=pick_device(device),
+            num_workers=num_workers,
+        )
+    report = {
+        "encoder": str(encoder_path),
+        "untrained": untrained,
+        "architecture": encoder.pretrained_cfg.get("architecture"),
+        "labelled_set": str(labelled_dir),
+        "classes": result.classes,
+        "n_train": result.n_train,
+        "n_val": result.n_val,
+        "temperature": temperature,
+        "image_size": image_size,
+        "top1": {str(k): value for k, value in result.top1.items()},
+        "majority_class_top1": result.chance,
+    }
+    if out_json is not None:
+        atomic_write_json(out_json, report)
+    return report

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from wtours.trainers.training.config import DataConfig
+from wtours.trainers.training.config import DataConfig, TrainConfig
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -120,6 +120,17 @@ def decode_frames(
     if len({clip.shape for clip in clips}) == 1:
         return FramesDataset(torch.stack(clips))
     return FramesDataset(clips)  # videos of different sizes: cropped to a common size per batch
+
+
+def training_data(config: TrainConfig, videos: Sequence[Path] | None = None) -> Dataset:
+    """What ``wtours pretrain`` trains on: the curated clips of ``config.data``, or with ``videos`` every
+    ``data.stride``-th frame decoded from them into memory (a quick look, not hours of footage)."""
+    if videos:
+        return decode_frames(
+            list(videos), every=config.data.stride, short_side=config.data.proxy_short_side or 256,
+            frames_per_clip=config.data.frames_per_clip,
+        )  # fmt: skip
+    return clip_dataset(config.data, config.run.seed)
 
 
 def clip_dataset(config: DataConfig, seed: int) -> Dataset:

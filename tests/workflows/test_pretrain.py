@@ -1,4 +1,4 @@
-"""`wtours pretrain` resolves presets and overrides into one validated config."""
+"""`wtours pretrain` resolves presets and options into one validated config (the request names each key it sets)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,18 @@ def test_bad_configs_are_one_line_errors(arguments: list[str], message: str) -> 
     result = CliRunner().invoke(app, ["pretrain", *arguments, "--show-config"])
     assert isinstance(result.exception, WtoursError)
     assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_each_option_sets_the_config_key_it_declares() -> None:
+    from wtours.workflows.pretrain import PretrainRequest
+
+    request = PretrainRequest.parse(
+        name="n", output_dir="out", data_dir="d", only=["a,b"], epochs=2, batch_size=3, lr=0.1, arch="vit_tiny",
+        patch_size=8, device="cpu", precision="fp32", compile_model=False, num_workers=0, settings=["optim.lr=0.2"],
+    )  # fmt: skip
+    assert request.overrides() == {
+        "run.name": "n", "run.output_dir": "out", "data.data_dir": "d", "data.video_ids": ["a", "b"],
+        "optim.epochs": 2, "optim.batch_size": 3, "optim.lr": 0.2, "backbone.arch": "vit_tiny",
+        "backbone.patch_size": 8, "run.device": "cpu", "run.precision": "fp32", "run.compile": False,
+        "data.num_workers": 0,
+    }  # fmt: skip

@@ -1,5 +1,6 @@
-"""`wtours demo` end to end: render, serve on loopback, fetch through the real yt-dlp, analyze, curate,
-report; then again, which must redo nothing."""
+"""`wtours demo` end to end: render, serve on loopback, fetch through the real yt-dlp, analyze, curate, pretrain
+the three methods on the study walk, evaluate each beside its floor, compare; then again, which must redo
+nothing."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from wtours.sample import SampleTruth
+from wtours.sample import SampleTruth, StudyTruth
 
-VIDEO_IDS = ("sample_walk", "sample_movie")
+VIDEO_IDS = ("sample_walk", "sample_movie", "study_walk")
+METHODS = ("dino", "dora", "videomae")
 
 
 def run_demo_command(workdir: Path, seconds: float = 2) -> tuple[subprocess.CompletedProcess, float]:
@@ -47,13 +50,14 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
     # The movie came through an HTML page with a <video> tag, the walk as a direct link.
     movie_source = json.loads((videos / "sample_movie.json").read_text())["source"]["location"]
     assert movie_source.endswith("/movie.html")
-    assert first.stdout.count("identical to the rendered file") == 2
+    assert first.stdout.count("identical to the rendered file") == 3
     assert str(videos / "sample_walk.mp4") in first.stdout
 
     truth = SampleTruth.load(workdir / "source" / "walk.truth.json")
     assert json.loads((videos / "sample_walk.json").read_text())["frame_count"] == truth.n_frames == 60
 
-    # Analysis finds the movie's cuts where the truth has them, and none in the walk.
+    # Analysis finds the movie's cuts where the truth has them, and none in the walk; the study walk's cuts are
+    # checked against its truth too (found, missed, spurious).
     data = workdir / "data"
     for video_id, name in (("sample_walk", "walk"), ("sample_movie", "movie")):
         shots = pd.read_parquet(data / "analysis" / video_id / "shots.parquet")
@@ -62,21 +66,34 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
         assert len(pd.read_parquet(data / "clips" / f"{video_id}.parquet")) > 0
     assert (data / "figures" / "figure2.png").is_file()
     assert first.stdout.count("as in the truth") == 2
+    study_truth = StudyTruth.load(workdir / "source" / "study.truth.json")
+    assert (study_truth.width, study_truth.height, study_truth.fps, len(study_truth.scenes)) == (128, 96, 8, 20)
+    assert f"of {len(study_truth.cut_frames)} cuts found" in first.stdout
+    assert len(pd.read_parquet(data / "clips" / "study_walk.parquet")) > 100
 
-    # Each method trained a few steps on the curated clips and exported a timm-loadable encoder.
+    # Each method trained on the study walk's clips, its loss fell, and k-NN was measured beside its floor (the
+    # same network at step 0), both shown in the summary and in `wtours compare`'s table.
     runs = workdir / "runs"
-    for method in ("dino", "dora", "videomae"):
-        losses = [json.loads(line)["loss"] for line in (runs / f"{method}-tiny" / "metrics.jsonl").open()]
-        summary = json.loads((runs / f"{method}-tiny" / "summary.json").read_text())
-        assert summary["steps_done"] == summary["total_steps"] == len(losses) > 0
-        assert all(math.isfinite(loss) for loss in losses)
-        assert (runs / f"{method}-tiny" / "encoder.safetensors").is_file()
-        assert json.loads((runs / f"{method}-tiny" / "eval" / "knn.json").read_text())["top1"]
-        assert 0 <= json.loads((runs / f"{method}-tiny" / "eval" / "linear.json").read_text())["top1"] <= 1
+    for method in METHODS:
+        run = runs / f"{method}-study"
+        losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").open()]
+        summary = json.loads((run / "summary.json").read_text())
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert summary["steps_done"] == summary["total_steps"] > 0 and config["data"]["video_ids"] == ["study_walk"]
+        assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
+        assert (run / "encoder.safetensors").is_file() and (run / "encoder_init.safetensors").is_file()
+        trained = json.loads((run / "eval" / "knn.json").read_text())
+        floor = json.loads((run / "eval" / "knn_untrained.json").read_text())
+        assert floor["untrained"] and len(trained["classes"]) == 20 and trained["n_val"] == floor["n_val"]
+        line = next(line for line in first.stdout.splitlines() if str(run) in line)
+        assert f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" in line
+        assert f"{trained['top1']['20']:.1f}% vs {floor['top1']['20']:.1f}% untrained" in line
     table = (workdir / "comparison" / "results.md").read_text()
-    assert all(f"{method}-tiny" in table for method in ("dino", "dora", "videomae"))
+    header = table.splitlines()[0]
+    assert all(f"{method}-study" in table for method in METHODS)
+    assert "first loss" in header and "final loss" in header and "k-NN untrained" in header
     assert (workdir / "comparison" / "loss_curves.pdf").is_file()
-    assert (workdir / "tracks" / "dora-tiny.gif").is_file()
+    assert (workdir / "tracks" / "dora-study.gif").is_file()
     assert (workdir / "videomae-reconstruction.png").is_file()
 
     kept = [*videos.iterdir(), *(workdir / "source").glob("*.mp4"), *(data / "figures").iterdir(),
@@ -89,18 +106,19 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing rendered, fetched or drawn again
     assert second_seconds < first_seconds
 
-    # A longer sample replaces the earlier one everywhere: fetched again, analyzed against its own truth.
+    # A longer sample replaces the earlier one everywhere: fetched again, analyzed against its own truth. The runs
+    # learnt from the study walk alone, which did not change: they are kept.
     third, _ = run_demo_command(workdir, seconds=3)
     assert third.stdout.count("(fetched)") == 2 and third.stdout.count("as in the truth") == 2
     assert json.loads((videos / "sample_walk.json").read_text())["frame_count"] == 90
-    dino_checkpoint = runs / "dino-tiny" / "checkpoint.pt"
-    assert dino_checkpoint.stat().st_mtime_ns > stamps[dino_checkpoint], "runs on the earlier sample are redone"
+    dino_checkpoint = runs / "dino-study" / "checkpoint.pt"
+    assert dino_checkpoint.stat().st_mtime_ns == stamps[dino_checkpoint]
 
 
 def test_stages_without_their_optional_dependencies_say_so_and_step_aside(tmp_path, monkeypatch):
     import importlib.util
 
-    from wtours import demo
+    from wtours.workflows import demo
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
