@@ -36,7 +36,7 @@ class AnalysisSettings(BaseModel):
     detector_fps: float = Field(1.0, gt=0, description="frames per second sampled for detection")
     detector_width: int = Field(640, ge=32, description="width of the frames handed to the detector")
     detector_confidence: float = Field(0.25, gt=0, lt=1)
-    detector_batch: int = Field(16, ge=1)
+    detector_batch: int | None = Field(None, ge=1, description="frames per detector call (16 on a GPU, 1 on the CPU)")
     detector_threads: int = Field(1, ge=1, description="CPU threads of the detector, beside the decoder's")
     device: str | None = Field(None, description="torch device for ultralytics; None picks the GPU if any")
     # Where the video is decoded: auto takes NVDEC when a CUDA GPU decodes the stream, else the CPU (a one-line

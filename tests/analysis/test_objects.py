@@ -75,6 +75,31 @@ def test_ultralytics_backend_runs_batched_offline():
     assert (detections[["x1", "y1"]].to_numpy() <= [640 + 1, 480 + 1]).all()
 
 
+def test_the_detector_takes_one_frame_per_call_on_the_cpu_and_16_on_a_gpu(bus_video, darknet_yolov3_tiny, tmp_path):
+    # One frame per call on the CPU, so that the last frames of a window are not detected after decoding has ended.
+    def analyzer(**options):
+        return ObjectAnalyzer(FrameSize(64, 48), detector="yolo11n.yaml", video_size=(64, 48), **options)
+
+    assert analyzer(device="cpu")._batch_size() == 1
+    assert analyzer(device="cuda:0")._batch_size() == 16
+    assert analyzer(device="cpu", batch_size=4)._batch_size() == 4
+    darknet = ObjectAnalyzer(FrameSize(64, 48), detector=str(darknet_yolov3_tiny["cfg"]), video_size=(64, 48))
+    assert darknet._batch_size() == 1  # OpenCV DNN on the CPU
+    # Batches change when frames are detected, never what is found: the tables are identical.
+    tables = []
+    for batch in (None, 16):
+        settings = AnalysisSettings(detector=str(darknet_yolov3_tiny["cfg"]), detector_width=416, detector_fps=2.0,
+                                    detector_batch=batch)  # fmt: skip
+        store = Store.at(tmp_path / f"batch{batch}")
+        [result] = analyze_videos([VideoInput("bus", bus_video)], store, settings, show_progress=False)
+        assert result.ok, result.error
+        tables.append([pd.read_parquet(store.analysis_dir("bus") / name)
+                       for name in ("objects.parquet", "detector_frames.parquet")])  # fmt: skip
+    assert len(tables[0][0]) > 0
+    for one, sixteen in zip(*tables, strict=True):
+        pd.testing.assert_frame_equal(one, sixteen)
+
+
 def test_missing_weights_are_a_one_line_error(tmp_path):
     frame = np.zeros((48, 64, 3), np.uint8)
     for weights, message in ((tmp_path / "no.pt", "detector weights not found"), (tmp_path / "no.cfg", "missing")):
