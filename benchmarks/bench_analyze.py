@@ -149,6 +149,7 @@ def _start_up(name: str, args: tuple) -> None:
     """One-off costs kept out of the timing (they do not grow with hours of video): imports and the
     detector's model, which a worker loads once for all its windows."""
     import cv2  # noqa: F401
+    import pyarrow.parquet  # noqa: F401  (pandas loads it on the first Parquet file)
     import scenedetect  # noqa: F401
 
     import wtours.analysis.run  # noqa: F401

@@ -107,12 +107,15 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for name, (used, result) in rows.items():
         print(f"| {name} | {result['fps']:.1f} | {used} | {result['fps'] / (used * one_core):.0%} |")
-    local = rows["2 local workers"][1]["fps"] / (cores * one_core)
-    cluster = rows["Ray, 2 workers"][1]["fps"] / (cores * one_core) if "Ray, 2 workers" in rows else local
+    # Efficiency above 100 % (two workers on two cores beating twice the one-thread rate: each decoder's second
+    # thread fills what the other leaves idle) is not assumed to hold at 16 cores: capped at 100 %.
+    local = min(1.0, rows["2 local workers"][1]["fps"] / (cores * one_core))
+    cluster = min(1.0, rows["Ray, 2 workers"][1]["fps"] / (cores * one_core)) if "Ray, 2 workers" in rows else local
     bytes_per_frame = source.stat().st_size / (4.0 * 60)
     print(f"\nProjection, not a measurement: {WALKING_TOURS_FRAMES / 1e6:.1f} M 4K frames at {one_core:.1f} frames/s "
-          f"per core, times the cores, times the efficiency measured above with one worker per core (local "
-          f"{local:.0%} on one node, Ray {cluster:.0%} across nodes), assuming it holds at 16 cores per node:")
+          f"per core, times the cores, times the efficiency measured above with one worker per core, capped at "
+          f"100 % (local {local:.0%} on one node, Ray {cluster:.0%} across nodes), assuming it holds at 16 cores "
+          "per node:")
     print("\n| machines | frames/s | hours | storage read |")
     print("|---|---:|---:|---:|")
     for nodes in (1, 4, 16):
