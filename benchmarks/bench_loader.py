@@ -118,8 +118,8 @@ class H264Clips(Dataset):
 class PeakMemory:
     """Samples the proportional set size of this process and its children once a second; keeps the peak.
 
-    Reading a process's PSS walks its page tables: 10-20 ms for a torch worker here, whether from
-    ``/proc/<pid>/smaps_rollup`` (used where there is one) or psutil's ``memory_full_info``. Sampling three
+    Reading a process's PSS walks its page tables: 10-20 ms for a torch worker here (psutil's
+    ``memory_full_info``; ``/proc/<pid>/smaps_rollup`` costs the same). Sampling three
     processes every 50 ms took a third of a core from the loader being measured; once a second costs a few %
     (the batch buffers are all allocated by the first seconds, so the peak is still seen).
     """
@@ -130,24 +130,13 @@ class PeakMemory:
         self.process, self.peak, self._stop = psutil.Process(), 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    @staticmethod
-    def _pss(process) -> int:
-        try:
-            with open(f"/proc/{process.pid}/smaps_rollup") as rollup:
-                for line in rollup:
-                    if line.startswith("Pss:"):
-                        return int(line.split()[1]) * 1024
-        except FileNotFoundError:
-            pass
-        return process.memory_full_info().pss
-
     def _total(self) -> int:
         import psutil
 
         total = 0
         for process in [self.process, *self.process.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):  # just exited
-                total += self._pss(process)
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):  # a worker just exited
+                total += process.memory_full_info().pss
         return total
 
     def _run(self) -> None:

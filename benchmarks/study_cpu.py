@@ -157,9 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="", help="runs named <method>-<tag>-seed<n>, beside the presets' runs")
     args = parser.parse_args(argv)
 
-    from wtours.trainers.training.config import parse_override
+    from wtours.errors import WtoursError
+    from wtours.trainers.training.config import load_config, parse_override
 
-    settings = dict(parse_override(item) for item in args.set)
+    try:  # a wrong --set is one line before any work
+        settings = dict(parse_override(item) for item in args.set)
+        for method in args.methods:
+            load_config(f"{method}_study_cpu", settings)
+    except WtoursError as err:
+        parser.error(str(err))
     suffix = f"-{args.tag}" if args.tag else ""
     began = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)

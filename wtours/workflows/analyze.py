@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from wtours.errors import WtoursError
-from wtours.workflows.requests import VideosRequest, argument, flag, flag_name
+from wtours.workflows.requests import PerVideoOutcome, VideosRequest, argument, flag, flag_name
 
 # The analysis settings (wtours.analysis.settings.AnalysisSettings) each option sets, where the names differ.
 SETTING_OF_FIELD = {"confidence": "detector_confidence", "threshold": "shot_threshold"}
@@ -92,19 +92,11 @@ class AnalyzeRequest(VideosRequest):
 
 
 @dataclass
-class AnalyzeResult:
+class AnalyzeResult(PerVideoOutcome):
     """Each video's outcome, and the figure and table files when asked for."""
 
     results: list[Any]  # wtours.analysis.run.VideoResult per video
     drawn: list[Path] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(result.ok for result in self.results)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
 
     def report(self) -> None:
         from wtours.analysis.run import print_results

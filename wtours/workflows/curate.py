@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from wtours.workflows.requests import VideosRequest, flag
+from wtours.workflows.requests import PerVideoOutcome, VideosRequest, flag
 
 
 class CurateRequest(VideosRequest):
@@ -51,17 +51,9 @@ class CurateRequest(VideosRequest):
 
 
 @dataclass
-class CurateResult:
+class CurateResult(PerVideoOutcome):
     results: list[Any]  # wtours.pipelines.curate.CurateResult per video
     shards: list[Path] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(result.ok for result in self.results)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
 
     def report(self) -> None:
         for path in self.shards:

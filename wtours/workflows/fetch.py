@@ -15,6 +15,7 @@ from wtours.workflows.requests import (
     DataDir,
     Group,
     ManifestPath,
+    PerVideoOutcome,
     Request,
     VideosRequest,
     flag,
@@ -71,21 +72,13 @@ class FetchRequest(VideosRequest):
 
 
 @dataclass
-class FetchResult:
+class FetchResult(PerVideoOutcome):
     """The videos fetched (each with its outcome), or with ``dry_run`` the plan."""
 
     store: Store
     planned: list[VideoEntry] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)  # wtours.pipelines.fetch.FetchResult per video
     dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return all(result.ok for result in self.results)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
 
     def report(self) -> None:
         """The plan's table (a dry run); a fetch printed its own table as it finished."""

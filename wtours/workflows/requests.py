@@ -74,6 +74,21 @@ class Request(BaseModel):
             raise WtoursError(validation_message(cls, err)) from None
 
 
+class PerVideoOutcome:
+    """A result holding one outcome per video (``results``, each with ``ok``): ok when all are, exit code 1
+    when any failed (the others still ran)."""
+
+    results: list[Any]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
 def validation_message(model: type[BaseModel], err: ValidationError) -> str:
     """``--threshold: Input should be greater than or equal to 0.1``; ``--executor 'x': use local or ray``."""
     problem = err.errors()[0]
