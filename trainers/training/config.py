@@ -65,10 +65,14 @@ class OptimConfig(Section):
     warmup_epochs: float = Field(10, ge=0)
     weight_decay: float = Field(0.04, ge=0)
     weight_decay_end: float = Field(0.4, ge=0)
-    # The next two are main_dino.py's arguments, kept in this section where DINO has them; the engine does not
-    # read them: a method with an EMA teacher and a head's last layer (DINO, DoRA) schedules them itself,
-    # given them through `ScheduleShape`, and other methods ignore them.
-    momentum_teacher: float = Field(0.996, ge=0, le=1, description="teacher EMA momentum at step 0 (cosine to 1)")
+    # The teacher momentum (start and end) and freeze_last_layer are main_dino.py's settings (its momentum always
+    # ends at 1), kept in this section where DINO has them; the engine does not read them: a method with an EMA
+    # teacher and a head's last layer (DINO, DoRA) schedules them itself, given them through `ScheduleShape`,
+    # and other methods ignore them.
+    momentum_teacher: float = Field(0.996, ge=0, le=1, description="teacher EMA momentum at step 0")
+    momentum_teacher_end: float = Field(
+        1.0, ge=0, le=1, description="teacher EMA momentum at the last step, reached by a cosine (DINO: 1)"
+    )
     clip_grad: float = Field(3.0, ge=0, description="per-parameter gradient norm cap; 0 disables")
     freeze_last_layer: float = Field(
         1, ge=0, description="epochs during which the head's last layer is frozen"

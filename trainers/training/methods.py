@@ -52,17 +52,19 @@ def method_module(name: str) -> ModuleType:
 class ScheduleShape:
     """How long the run is, so that a method can precompute its own per-step schedules, and the two settings
     of the ``optim`` section that only such a method schedules (main_dino.py's arguments, where DINO has them):
-    a teacher's EMA momentum at step 0 (a cosine to 1 over the run) and the epochs a head's last layer stays
+    a teacher's EMA momentum at step 0 and at the last step (a cosine; 1 in DINO) and the epochs a head's last layer stays
     frozen. The engine passes them on without reading them."""
 
     epochs: int
     steps_per_epoch: int
     momentum_teacher: float = 0.996
     freeze_last_layer: float = 0.0
+    momentum_teacher_end: float = 1.0
 
     @classmethod
     def of(cls, optim: OptimConfig, steps_per_epoch: int) -> ScheduleShape:
-        return cls(optim.epochs, steps_per_epoch, optim.momentum_teacher, optim.freeze_last_layer)
+        return cls(optim.epochs, steps_per_epoch, optim.momentum_teacher, optim.freeze_last_layer,
+                   optim.momentum_teacher_end)
 
     @property
     def total_steps(self) -> int:

@@ -178,7 +178,8 @@ class SelfDistillation(Method):
             options.warmup_teacher_temp, options.teacher_temp, shape.epochs, options.warmup_teacher_temp_epochs
         )
         # One value per step, as main_dino.py's momentum_schedule; recomputed for a resumed run's new length.
-        self.momentum_schedule = cosine_schedule(shape.momentum_teacher, 1.0, shape.total_steps)
+        self.momentum_schedule = cosine_schedule(shape.momentum_teacher, shape.momentum_teacher_end,
+                                                 shape.total_steps)
         self.freeze_last_layer_steps = round(shape.freeze_last_layer * shape.steps_per_epoch)
 
     def train(self, mode: bool = True) -> SelfDistillation:

@@ -111,6 +111,15 @@ def test_engine_schedules_are_dinos_arrays_step_by_step(tmp_path: Path, sample_f
         assert np.allclose(_logged(result.run_dir, key), values, rtol=1e-12, atol=0), key
 
 
+def test_teacher_momentum_can_end_below_one(tmp_path: Path, sample_frames, tiny_config) -> None:
+    """optim.momentum_teacher_end moves the cosine's end point (DINO's is 1, the default above)."""
+    settings = {"optim.epochs": 2, "optim.steps_per_epoch": 3, "optim.momentum_teacher": 0.99,
+                "optim.momentum_teacher_end": 0.99, "run.log_every": 1}  # fmt: skip
+    result = pretrain(tiny_config(tmp_path, **settings), sample_frames, show_progress=False)
+    logged = _logged(result.run_dir, "momentum")
+    assert np.allclose(logged, official_cosine_scheduler(0.99, 0.99, 2, 3), atol=1e-15)  # held: no rise to 1
+
+
 def test_teacher_temperature_steps_once_per_epoch(tmp_path: Path, sample_frames, tiny_config) -> None:
     settings = {
         "optim.epochs": 3, "optim.steps_per_epoch": 2, "run.log_every": 1, "dino.warmup_teacher_temp": 0.04,
