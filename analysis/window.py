@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,49 +223,8 @@ def _inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> boo
     return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
 
 
-# How much nicer than the decoder the analyzers' thread runs (Linux), 19 the most: see `_feed`.
-ANALYZER_NICENESS = 19
-
-
 def _feed(task: WindowTask, analyzers: list[Analyzer]) -> dict[str, Any]:
-    """Feed the window's frames (numbered from 0 in the window) to the analyzers; return its span.
-
-    The analyzers run on a thread of their own at the lowest CPU priority, the decoder and scaler (a
-    read-ahead thread and FFmpeg's threads) at the caller's. A frame-threaded 4K decoder keeps about 1.7 of 2
-    cores busy, waiting on its own frames in between; at equal priority the scheduler lets the analyzers
-    take a core while a decoder thread on the critical path is runnable, and the pass loses that time; at the
-    lowest priority they run in the decoder's idle gaps (and, should they fall behind, the read-ahead queue
-    fills and stops the decoder, so they still get the CPU). The caller's own thread keeps its priority.
-    """
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["span"] = _feed_frames(task, analyzers)
-        except BaseException as err:  # raised again on the caller's thread
-            outcome["error"] = err
-
-    worker = threading.Thread(target=work, name="wtours-analyzers", daemon=True)
-    worker.start()
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["span"]
-
-
-def _lower_priority_of_this_thread(steps: int) -> None:
-    """Make the calling thread ``steps`` nicer (Linux only, where a thread has its own niceness; elsewhere
-    setpriority would change the whole process). Never raises: a refusal leaves the priority as it is."""
-    if not sys.platform.startswith("linux") or steps <= 0:
-        return
-    try:
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + steps))
-    except OSError:
-        pass
-
-
-def _feed_frames(task: WindowTask, analyzers: list[Analyzer]) -> dict[str, Any]:
+    """Feed the window's frames (numbered from 0 in the window) to the analyzers; return its span."""
     sizes = {_size_key(a.frame_size): a.frame_size for a in analyzers}
     preroll = max(a.warmup_frames for a in analyzers)
     frames = iter_frames(
@@ -283,11 +240,7 @@ def _feed_frames(task: WindowTask, analyzers: list[Analyzer]) -> dict[str, Any]:
     span: dict[str, Any] = {"frames": 0, "before": None, "first": None, "last": None, "after": None, "end": None}
     warmup: list = []
     last_decoded_end = 0.0
-    lowered = False
     for frame in frames:
-        if not lowered:  # after the first frame: the read-ahead thread it started keeps the caller's priority
-            _lower_priority_of_this_thread(ANALYZER_NICENESS)
-            lowered = True
         if frame.index < task.start:
             warmup.append(frame)
             span["before"] = frame.time

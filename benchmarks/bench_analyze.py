@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--size", default="3840x2160", help="size of the synthetic videos")
     parser.add_argument("--fps", type=int, default=60)
     parser.add_argument("--detector", default="yolo11n.yaml", help="detector of the full pass")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per pass; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per pass; the fastest counts")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 

@@ -179,34 +179,3 @@ def test_asking_for_gpu_decoding_without_nvdec_analyzes_on_the_cpu_after_one_lin
     assert on_gpu[0].ok and on_cpu[0].ok
     for name, table in _tables(tmp_path / "cpu", "walk").items():
         pd.testing.assert_frame_equal(_tables(tmp_path / "gpu", "walk")[name], table)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own niceness is Linux's")
-def test_analyzers_run_at_the_lowest_priority_and_the_decoder_and_caller_keep_theirs(videos, tmp_path, monkeypatch):
-    import threading
-
-    from wtours import frames as frames_module
-    from wtours.analysis.lightness import LightnessAnalyzer
-
-    def niceness() -> int:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-
-    seen: dict[str, set[int]] = {"analyzer": set(), "decoder": set()}
-    process_frame, scaled_frames = LightnessAnalyzer.process_frame, frames_module._scaled_frames
-
-    def recording_process_frame(self, *args):
-        seen["analyzer"].add(niceness())
-        return process_frame(self, *args)
-
-    def recording_scaled_frames(*args):
-        for frame in scaled_frames(*args):
-            seen["decoder"].add(niceness())
-            yield frame
-
-    monkeypatch.setattr(LightnessAnalyzer, "process_frame", recording_process_frame)
-    monkeypatch.setattr(frames_module, "_scaled_frames", recording_scaled_frames)
-    before = niceness()
-    [result] = _analyze(videos[:1], tmp_path, detector=None)
-    assert result.ok, result.error
-    assert seen == {"analyzer": {min(19, before + 19)}, "decoder": {before}}
-    assert niceness() == before
