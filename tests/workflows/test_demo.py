@@ -132,3 +132,28 @@ def test_stages_without_their_optional_dependencies_say_so_and_step_aside(tmp_pa
         ("clips", "skipped: curation needs the analysis"),
     ]
     assert not (tmp_path / "data").exists()
+
+
+def test_a_finished_run_from_another_preset_is_trained_again_and_an_older_config_is_read_with_defaults(tmp_path):
+    from wtours.store import RunDir
+    from wtours.trainers.training.config import config_to_tree, load_config
+    from wtours.workflows.demo import DEMO_CLIP, RUN_SETTINGS, _trained_otherwise
+
+    def written(method: str, tree: dict) -> RunDir:
+        files = RunDir(tmp_path / method)
+        files.root.mkdir(exist_ok=True)
+        files.config_path.write_text(yaml.safe_dump(tree))
+        return files
+
+    for method in METHODS:
+        overrides = {"data.frames_per_clip": DEMO_CLIP["frames_per_clip"], "data.stride": DEMO_CLIP["stride"],
+                     "run.log_every": 4, **RUN_SETTINGS[method]}  # fmt: skip
+        tree = config_to_tree(load_config(f"{method}_study_cpu", overrides))
+        tree["data"]["data_dir"], tree["run"]["name"] = "elsewhere", "renamed"  # not what the network learns
+        assert not _trained_otherwise(written(method, tree), method, overrides)
+        older = json.loads(json.dumps(tree))
+        del older["optim"]["momentum_teacher_end"]  # written before the key existed: DINO's 1 then
+        held = tree["optim"]["momentum_teacher_end"] != 1.0  # only the study DINO preset holds it at 0.99
+        assert _trained_otherwise(written(method, older), method, overrides) == held, method
+        tree["optim"]["lr"] *= 2
+        assert _trained_otherwise(written(method, tree), method, overrides)

@@ -24,6 +24,7 @@ nothing that is already done.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -308,9 +309,11 @@ def pretrain_methods(run: DemoRun) -> None:
 
     for method, settings in RUN_SETTINGS.items():
         files = run.run_dir(method)
+        overrides = {"data.frames_per_clip": DEMO_CLIP["frames_per_clip"], "data.stride": DEMO_CLIP["stride"],
+                     "run.log_every": 4, **settings}  # fmt: skip
+        if files.is_finished() and _trained_otherwise(files, method, overrides):
+            shutil.rmtree(files.root)  # the demo's own run, from an older preset: its numbers would be stale
         if not files.is_finished():
-            overrides = {"data.frames_per_clip": DEMO_CLIP["frames_per_clip"], "data.stride": DEMO_CLIP["stride"],
-                         "run.log_every": 4, **settings}  # fmt: skip
             with _one_torch_thread():
                 pretrain(PretrainRequest(
                     preset=f"{method}_study_cpu", name=files.root.name, output_dir=run.runs_dir,
@@ -318,6 +321,21 @@ def pretrain_methods(run: DemoRun) -> None:
                     settings=[f"{key}={value}" for key, value in overrides.items()],
                     resume=files.checkpoint_path.exists(),
                 ))  # fmt: skip
+
+
+def _trained_otherwise(files: RunDir, method: str, overrides: dict[str, object]) -> bool:
+    """Whether a finished demo run was trained with other network, optimiser or method settings than this
+    wtours's preset gives now (a key the run's config lacks, written by an older wtours, reads as its default)."""
+    import yaml
+
+    from wtours.trainers.training.config import config_from_tree, config_to_tree, load_config
+
+    try:
+        saved = config_to_tree(config_from_tree(yaml.safe_load(files.config_path.read_text()) or {}))
+    except (OSError, yaml.YAMLError, WtoursError):
+        return True
+    now = config_to_tree(load_config(f"{method}_study_cpu", overrides))
+    return any(saved.get(key) != now.get(key) for key in ("method", "backbone", "optim", method))
 
 
 def _newer(path: Path, than: Path) -> bool:
