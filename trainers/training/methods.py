@@ -50,10 +50,10 @@ def method_module(name: str) -> ModuleType:
 
 @dataclass(frozen=True)
 class ScheduleShape:
-    """How long the run is, so that a method can precompute its own per-step schedules, and the two settings
-    of the ``optim`` section that only such a method schedules (main_dino.py's arguments, where DINO has them):
-    a teacher's EMA momentum at step 0 and at the last step (a cosine; 1 in DINO) and the epochs a head's last layer stays
-    frozen. The engine passes them on without reading them."""
+    """How long the run is, so that a method can precompute its own per-step schedules, and the settings of
+    the ``optim`` section that only such a method schedules (main_dino.py's arguments, where DINO has them): a
+    teacher's EMA momentum at step 0 and at the last step (a cosine; 1 in DINO) and the epochs a head's last
+    layer stays frozen. The engine passes them on without reading them."""
 
     epochs: int
     steps_per_epoch: int
