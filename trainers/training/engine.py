@@ -460,6 +460,10 @@ def _prepare_run_folder(files: RunDir, config: TrainConfig, method: Method, star
     import yaml
 
     files.root.mkdir(parents=True, exist_ok=True)
+    # A run killed while writing (kill -9 in a checkpoint) leaves its temp file (`.checkpoint.pt.<random>.tmp`):
+    # the finished file was never replaced, so the temp is garbage; the resumed run clears it.
+    for stale in files.root.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
     atomic_write_text(files.config_path, yaml.safe_dump(config_to_tree(config), sort_keys=False))
     if start_step == 0:
         export_encoder(method.encoder(), method.encoder_spec(), files.encoder_init_path)

@@ -56,6 +56,17 @@ def test_resume_after_a_kill_is_bit_exact(tmp_path: Path, sample_frames, tiny_co
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
+def test_a_checkpoint_write_killed_midway_leaves_nothing_after_the_resume(tmp_path: Path, sample_frames,
+                                                                          tiny_config) -> None:  # fmt: skip
+    straight = pretrain(tiny_config(tmp_path, **{"run.name": "straight"}), sample_frames, show_progress=False)
+    config = tiny_config(tmp_path, **{"run.name": "killed", "run.checkpoint_every": 2})
+    pretrain(config, sample_frames, stop_after_steps=2, show_progress=False)
+    # What kill -9 inside `atomic_path` leaves: the half-written temp beside the last good checkpoint.
+    (RunDir(config.run_dir).root / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    resumed = pretrain(config, sample_frames, resume=True, show_progress=False)
+    assert sorted(p.name for p in resumed.run_dir.iterdir()) == sorted(p.name for p in straight.run_dir.iterdir())
+
+
 def test_existing_run_needs_resume(tmp_path: Path, sample_frames, tiny_config) -> None:
     config = tiny_config(tmp_path, **{"optim.steps_per_epoch": 1})
     pretrain(config, sample_frames, show_progress=False)
