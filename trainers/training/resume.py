@@ -14,8 +14,9 @@ The checkpoint stores the config it was trained with. A resumed run compares it 
 - **refused**, with a one-line error naming each differing key: everything else (method, architecture,
   batch size, learning rate, crops, seed, precision, the clips ...). A different method is named alone.
 
-Settings that the checkpoint does not record (saved by an older wtours) or no longer exist are noted,
-not refused.
+A setting the checkpoint does not record (saved by an older wtours, before the key existed) counts as its
+default, the value that wtours trained with: resuming with the default is silent, with another value refused
+(``optim.momentum_teacher_end 1.0 -> 0.99``). Settings that no longer exist are noted, not refused.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def check_resume(
     naming every key that may not change."""
     if saved_tree is None:
         return [f"{checkpoint} records no config (an older wtours): resuming without checking the settings"]
-    saved, now = flatten(saved_tree), flatten(tree)
+    saved, now = flatten(_with_defaults(saved_tree)), flatten(tree)
     ignored: tuple[str, ...] = ()
     refused: list[str] = []
     if saved.get("method") != now.get("method"):
@@ -106,6 +107,29 @@ def check_resume(
             f"optim.epochs={now.get('optim.epochs')} makes; resume with at least as many epochs"
         )
     return notices
+
+
+def _with_defaults(saved_tree: dict[str, Any]) -> dict[str, Any]:
+    """The saved config with the keys it lacks at their defaults (what an older wtours trained with); as saved
+    where it no longer validates (keys this wtours removed: those are noted by the comparison)."""
+    from wtours.trainers.training.config import config_from_tree, config_to_tree
+
+    try:
+        filled = config_to_tree(config_from_tree(saved_tree))
+    except WtoursError:
+        return saved_tree
+    return _merged(filled, saved_tree)
+
+
+def _merged(defaults: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` over ``defaults``, section by section: the saved values exactly as written."""
+    merged = dict(defaults)
+    for key, value in saved.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def restore(state: dict[str, Any], modules: dict[str, Any], checkpoint: Path) -> None:

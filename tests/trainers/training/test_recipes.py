@@ -143,3 +143,22 @@ def test_videomae_scales_min_lr_with_the_batch_as_the_official_script(tmp_path: 
     scale = 4 / 256  # args.lr, args.min_lr = ... * total_batch_size / 256
     expected = official_cosine_scheduler(0.2 * scale, 0.01 * scale, 2, 3, warmup_epochs=1)
     assert np.allclose(_logged(result.run_dir, "lr"), expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(("preset", "refused"), [("dino_tiny_cpu", False), ("dino_study_cpu", True)])
+def test_a_checkpoint_from_before_momentum_end_resumes_only_at_its_default(tmp_path: Path, preset, refused) -> None:
+    """An older checkpoint's config lacks optim.momentum_teacher_end: it trained with the default, 1."""
+    from wtours.errors import WtoursError
+    from wtours.trainers.training.config import config_to_tree
+    from wtours.trainers.training.resume import check_resume
+
+    tree = config_to_tree(load_config(preset))
+    older = json.loads(json.dumps(tree))
+    del older["optim"]["momentum_teacher_end"]
+    steps = {"checkpoint": tmp_path / "checkpoint.pt", "steps_done": 2, "total_steps": 4, "saved_steps_per_epoch": 2,
+             "steps_per_epoch": 2}  # fmt: skip
+    if refused:
+        with pytest.raises(WtoursError, match=r"optim\.momentum_teacher_end 1\.0 -> 0\.99"):
+            check_resume(older, tree, **steps)
+    else:
+        assert check_resume(older, tree, **steps) == []
