@@ -38,7 +38,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,18 @@ def atomic_path(path: str | os.PathLike[str], *, staging: str | os.PathLike[str]
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def remove_atomic_temps(folder: str | os.PathLike[str], names: Iterable[str] | None = None) -> None:
+    """Delete what `atomic_path` leaves in ``folder`` when its writer is killed (``.<name>.<8 random>.tmp``),
+    for the files ``names`` or, with None, for any file. Call it only where no writer of those files can be at
+    work (under their lock, or in a folder one process owns)."""
+    stems = "|".join(re.escape(name) for name in names) if names is not None else ".+"
+    pattern = re.compile(rf"^\.({stems})\.[A-Za-z0-9_]{{8}}\.tmp$")
+    if Path(folder).is_dir():
+        for path in Path(folder).iterdir():
+            if pattern.match(path.name):
+                path.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -261,11 +273,7 @@ class Store:
     def clear_stale_temps(self, video_id: str) -> None:
         """Remove temporary files of ``video_id``'s video and sidecar that a killed writer left in videos/
         (older versions wrote them there). Call it holding the video's lock: none can be in use then."""
-        pattern = re.compile(rf"^\.{re.escape(video_id)}\.(mp4|json)\.[A-Za-z0-9_]{{8}}\.tmp$")
-        if self.videos_dir.is_dir():
-            for path in self.videos_dir.iterdir():
-                if pattern.match(path.name):
-                    path.unlink(missing_ok=True)
+        remove_atomic_temps(self.videos_dir, [f"{video_id}.mp4", f"{video_id}.json"])
 
     def holds(self, path: str | os.PathLike[str]) -> bool:
         """True if ``path`` lies inside this data directory."""

@@ -214,6 +214,12 @@ def _first_problem(err: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
+def saved_tree_with_defaults(tree: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """A config tree a run saved, as this wtours reads it: every key an older wtours did not write at its
+    default, the value that run trained with. WtoursError if it no longer validates (a key since removed)."""
+    return config_to_tree(config_from_tree(tree, source))
+
+
 def config_to_tree(config: TrainConfig) -> dict[str, Any]:
     """What a run writes to ``runs/<name>/config.yaml`` (and the checkpoint keeps): the model as it is, the
     shape of a preset."""

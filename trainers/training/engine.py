@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from wtours.errors import WtoursError
 from wtours.pipelines.clipdata import ClipSampler
 from wtours.progress import console
-from wtours.store import RunDir, atomic_write_json, atomic_write_text
+from wtours.store import RunDir, atomic_write_json, atomic_write_text, remove_atomic_temps
 from wtours.trainers.training import distributed
 from wtours.trainers.training.backbones import export_encoder
 from wtours.trainers.training.checkpoint import load_checkpoint, save_checkpoint
@@ -460,10 +460,7 @@ def _prepare_run_folder(files: RunDir, config: TrainConfig, method: Method, star
     import yaml
 
     files.root.mkdir(parents=True, exist_ok=True)
-    # A run killed while writing (kill -9 in a checkpoint) leaves its temp file (`.checkpoint.pt.<random>.tmp`):
-    # the finished file was never replaced, so the temp is garbage; the resumed run clears it.
-    for stale in files.root.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+    remove_atomic_temps(files.root)  # a run killed while writing a checkpoint left its temp file
     atomic_write_text(files.config_path, yaml.safe_dump(config_to_tree(config), sort_keys=False))
     if start_step == 0:
         export_encoder(method.encoder(), method.encoder_spec(), files.encoder_init_path)

@@ -110,26 +110,14 @@ def check_resume(
 
 
 def _with_defaults(saved_tree: dict[str, Any]) -> dict[str, Any]:
-    """The saved config with the keys it lacks at their defaults (what an older wtours trained with); as saved
-    where it no longer validates (keys this wtours removed: those are noted by the comparison)."""
-    from wtours.trainers.training.config import config_from_tree, config_to_tree
+    """The saved config with the keys it lacks at their defaults; as saved where it no longer validates (keys
+    this wtours removed: the comparison notes those)."""
+    from wtours.trainers.training.config import saved_tree_with_defaults
 
     try:
-        filled = config_to_tree(config_from_tree(saved_tree))
+        return saved_tree_with_defaults(saved_tree)
     except WtoursError:
         return saved_tree
-    return _merged(filled, saved_tree)
-
-
-def _merged(defaults: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
-    """``saved`` over ``defaults``, section by section: the saved values exactly as written."""
-    merged = dict(defaults)
-    for key, value in saved.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def restore(state: dict[str, Any], modules: dict[str, Any], checkpoint: Path) -> None:

@@ -328,10 +328,10 @@ def _trained_otherwise(files: RunDir, method: str, overrides: dict[str, object])
     wtours's preset gives now (a key the run's config lacks, written by an older wtours, reads as its default)."""
     import yaml
 
-    from wtours.trainers.training.config import config_from_tree, config_to_tree, load_config
+    from wtours.trainers.training.config import config_to_tree, load_config, saved_tree_with_defaults
 
     try:
-        saved = config_to_tree(config_from_tree(yaml.safe_load(files.config_path.read_text()) or {}))
+        saved = saved_tree_with_defaults(yaml.safe_load(files.config_path.read_text()) or {})
     except (OSError, yaml.YAMLError, WtoursError):
         return True
     now = config_to_tree(load_config(f"{method}_study_cpu", overrides))

@@ -62,7 +62,7 @@ def test_a_checkpoint_write_killed_midway_leaves_nothing_after_the_resume(tmp_pa
     config = tiny_config(tmp_path, **{"run.name": "killed", "run.checkpoint_every": 2})
     pretrain(config, sample_frames, stop_after_steps=2, show_progress=False)
     # What kill -9 inside `atomic_path` leaves: the half-written temp beside the last good checkpoint.
-    (RunDir(config.run_dir).root / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    (RunDir(config.run_dir).root / ".checkpoint.pt.k1ll3d_x.tmp").write_bytes(b"half a checkpoint")
     resumed = pretrain(config, sample_frames, resume=True, show_progress=False)
     assert sorted(p.name for p in resumed.run_dir.iterdir()) == sorted(p.name for p in straight.run_dir.iterdir())
 
