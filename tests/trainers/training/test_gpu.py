@@ -1,7 +1,7 @@
 """The GPU path of the engine: bf16 autocast, fused attention, every method.
 
-Each test runs twice: on the CPU in fp32 (always, so the test itself is known to work where no GPU is) and on
-CUDA in bf16 (marked ``gpu``, skipped without CUDA)."""
+Each test runs on the CPU in fp32 (always, so the test itself is known to work where no GPU is), on the CPU in
+bf16 (where the CPU has bf16 instructions) and on CUDA in bf16 (marked ``gpu``, skipped without CUDA)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ import pytest
 import torch
 
 from wtours.trainers.training.config import load_config
-from wtours.trainers.training.engine import pretrain
+from wtours.trainers.training.engine import cpu_has_native_bf16, pretrain
 
 DEVICES = [
     pytest.param("cpu", "fp32", id="cpu-fp32"),
+    pytest.param(
+        "cpu", "bf16", id="cpu-bf16", marks=pytest.mark.skipif(not cpu_has_native_bf16(), reason="no bf16 on this CPU")
+    ),
     pytest.param(
         "cuda",
         "bf16",
