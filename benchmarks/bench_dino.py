@@ -3,6 +3,7 @@
     python benchmarks/bench_dino.py                    # GPU: ViT-S/16, 2x224 + 8x96 crops, batch 64
     python benchmarks/bench_dino.py --tiny             # CPU sanity run: 2-block ViT, 64/32 px crops
     python benchmarks/bench_dino.py --modes official,bf16 --batch-size 128 --out bench.json
+    python benchmarks/bench_dino.py --preset dino_study_cpu --threads 1   # CPU: fp32 against bf16-explicit
 
 Every mode runs the engine's own training step (GPU-side multi-crop, forward of teacher and student,
 DINO loss, backward, per-parameter clipping, AdamW, EMA) on synthetic uint8 frames already on the device,
@@ -12,9 +13,12 @@ so data loading is excluded. Modes:
   (softmax(QK^T)V written out, as in the released ``vision_transformer.py``), no compile;
 - ``fp32``: full precision (TF32 matmuls on GPUs that have them), fused attention (SDPA);
 - ``bf16``: bf16 autocast, fused attention — the engine's default on GPUs;
-- ``bf16-compile``: the same under ``torch.compile``.
+- ``bf16-compile``: the same under ``torch.compile``;
+- ``bf16-explicit``: bf16 autocast, explicit attention — the engine's choice for bf16 on a CPU with bf16
+  instructions (PyTorch's CPU flash-attention backward is slow in bf16).
 
-Images/s counts source images (each gives 2 global + N local crops). Speed-up is against ``official``.
+Images/s counts source images (each gives 2 global + N local crops). Speed-up is against ``official``, or the
+first mode run when ``official`` is not among them (on a CPU: ``fp32``).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch
 
 from wtours.trainers.training.config import load_config
 from wtours.trainers.training.distributed import ProcessInfo
-from wtours.trainers.training.engine import Optimization, param_groups, prepare_student
+from wtours.trainers.training.engine import Optimization, cpu_has_native_bf16, param_groups, prepare_student
 from wtours.trainers.training.methods import ScheduleShape, StepState, method_module
 
 MODES = {
@@ -36,6 +40,7 @@ MODES = {
     "fp32": dict(amp=torch.float32, fused=True, compile=False),
     "bf16": dict(amp=torch.bfloat16, fused=True, compile=False),
     "bf16-compile": dict(amp=torch.bfloat16, fused=True, compile=True),
+    "bf16-explicit": dict(amp=torch.bfloat16, fused=False, compile=False),
 }
 
 
@@ -107,21 +112,29 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="images per step (GPU 64, tiny 8)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (GPU 20, tiny 5)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (GPU 5, tiny 1)")
+    parser.add_argument("--preset", default=None, help="any DINO preset (default: dino_vits16_vanilla on a GPU, "
+                        "dino_tiny_cpu with --tiny or on a CPU)")
+    parser.add_argument("--frame-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="synthetic frame size (GPU 288 512, CPU 96 160)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     tiny = args.tiny or device.type == "cpu"
-    preset = "dino_tiny_cpu" if tiny else "dino_vits16_vanilla"
-    default_modes = "fp32" if device.type == "cpu" else ",".join(MODES)
+    preset = args.preset or ("dino_tiny_cpu" if tiny else "dino_vits16_vanilla")
+    cpu_modes = "fp32,bf16-explicit" if cpu_has_native_bf16() else "fp32"
+    default_modes = cpu_modes if device.type == "cpu" else ",".join(m for m in MODES if m != "bf16-explicit")
     modes = (args.modes or default_modes).split(",")
     batch_size = args.batch_size or (8 if tiny else 64)
     steps = args.steps or (5 if tiny else 20)
     warmup = args.warmup if args.warmup is not None else (1 if tiny else 5)
-    frame_size = (96, 160) if tiny else (288, 512)
+    frame_size = tuple(args.frame_size) if args.frame_size else (96, 160) if tiny else (288, 512)
 
     results = []
     for mode in modes:
@@ -137,14 +150,15 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result), flush=True)
 
-    baseline = next((r["images_per_s"] for r in results if r["mode"] == "official"), None)
+    reference = "official" if "official" in modes else modes[0]
+    baseline = next(r["images_per_s"] for r in results if r["mode"] == reference)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\nDINO {preset}, batch {batch_size}, {name}, torch {torch.__version__}\n")
-    print("| mode | images/s | ms/step | peak memory (GiB) | speed-up vs official |")
+    print(f"| mode | images/s | ms/step | peak memory (GiB) | speed-up vs {reference} |")
     print("|---|---|---|---|---|")
     for r in results:
         memory = f"{r['peak_memory_gib']:.1f}" if "peak_memory_gib" in r else "-"
-        speedup = f"{r['images_per_s'] / baseline:.2f}x" if baseline else "-"
+        speedup = f"{r['images_per_s'] / baseline:.2f}x"
         print(f"| {r['mode']} | {r['images_per_s']:.1f} | {r['step_ms']:.0f} | {memory} | {speedup} |")
     if args.out:
         meta = {"device": name, "preset": preset, "batch_size": batch_size, "torch": torch.__version__}

@@ -101,6 +101,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         "seed": seed,
         "run_dir": str(config.run_dir),
         "steps": summary["steps_done"],
+        "precision": summary.get("precision", "fp32"),  # as trained: bf16 falls back to fp32 on some CPUs
         "train_s": round(train_s, 1) if trained_now else None,
         "loss_first": losses[0],
         "loss_last": losses[-1],
@@ -140,7 +141,8 @@ def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
         ok, figures = verdict(method, [row for row in rows if row["method"] == method])
         lines.append(f"| {method} | {TARGETS[method]} | {figures} | {'yes' if ok else 'NO'} |")
     lines.append(f"\nWall clock of the whole study: {total_s / 60:.1f} min (target <= 20 min on 2 cores: "
-                 f"{'met' if total_s <= 20 * 60 else 'NO'}; {os.cpu_count()} cores here).")
+                 f"{'met' if total_s <= 20 * 60 else 'NO'}; {os.cpu_count()} cores here), trained in "
+                 f"{' and '.join(sorted({row.get('precision', 'fp32') for row in rows}))}.")
     return "\n".join(lines) + "\n"
 
 

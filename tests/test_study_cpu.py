@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from wtours.trainers.training.config import load_config
+from wtours.trainers.training.engine import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def load_script():
 @pytest.mark.parametrize("method", ["dino", "dora", "videomae"])
 def test_study_presets_load(method: str) -> None:
     config = load_config(f"{method}_study_cpu")
-    assert config.method == method and config.run.precision == "fp32"
+    assert config.method == method and config.run.precision == "bf16"
 
 
 def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(tmp_path: Path) -> None:
@@ -37,6 +38,8 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     report = json.loads((tmp_path / "study.json").read_text())
     rows = {row["method"]: row for row in report["rows"]}
     assert set(rows) == {"dino", "videomae"} and all(row["steps"] == 2 for row in rows.values())
+    trained_in = "bf16" if cpu_has_native_bf16() else "fp32"  # as the run's summary records it
+    assert all(row["precision"] == trained_in for row in rows.values())
     for row in rows.values():
         run_dir = Path(row["run_dir"])
         assert (run_dir / "encoder_init.safetensors").is_file()
@@ -44,7 +47,7 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
         assert floor["encoder"].endswith("encoder_init.safetensors") or floor["untrained"]
         assert 100 / 20 < row["floor"] < 100 and row["gain"] == pytest.approx(row["knn"] - row["floor"])
     table = (tmp_path / "study.md").read_text()
-    assert "| dino | 0 | 2 |" in table and "| videomae | 0 | 2 |" in table
+    assert "| dino | 0 | 2 |" in table and "| videomae | 0 | 2 |" in table and f"trained in {trained_in}." in table
     assert (tmp_path / "comparison" / "results.md").is_file()
     # A second run reuses what finished: nothing is trained again.
     study.main(["--methods", "dino", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path)])
