@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from wtours.errors import WtoursError
 from wtours.trainers.training.config import load_config
 from wtours.trainers.training.distributed import ProcessInfo
 from wtours.trainers.training.engine import Optimization, cpu_has_native_bf16, param_groups, prepare_student
@@ -131,6 +132,15 @@ def main() -> None:
     cpu_modes = "fp32,bf16-explicit" if cpu_has_native_bf16() else "fp32"
     default_modes = cpu_modes if device.type == "cpu" else ",".join(m for m in MODES if m != "bf16-explicit")
     modes = (args.modes or default_modes).split(",")
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown:
+        parser.error(f"--modes: unknown {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    try:  # a wrong --preset is one line before any work
+        method = load_config(preset).method
+    except WtoursError as err:
+        parser.error(str(err))
+    if method != "dino":
+        parser.error(f"--preset {preset} is for method '{method}': this benchmark times DINO presets")
     batch_size = args.batch_size or (8 if tiny else 64)
     steps = args.steps or (5 if tiny else 20)
     warmup = args.warmup if args.warmup is not None else (1 if tiny else 5)

@@ -142,7 +142,7 @@ def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
         lines.append(f"| {method} | {TARGETS[method]} | {figures} | {'yes' if ok else 'NO'} |")
     lines.append(f"\nWall clock of the whole study: {total_s / 60:.1f} min (target <= 20 min on 2 cores: "
                  f"{'met' if total_s <= 20 * 60 else 'NO'}; {os.cpu_count()} cores here), trained in "
-                 f"{' and '.join(sorted({row.get('precision', 'fp32') for row in rows}))}.")
+                 f"{' and '.join(sorted({row['precision'] for row in rows}))}.")
     return "\n".join(lines) + "\n"
 
 
