@@ -11,7 +11,11 @@ any training crop shows. Each run trains the preset ``<method>_study_cpu`` on fr
 cross a cut (DoRA, VideoMAE: any start, as the curated index) of the walk, then:
 
 - k-NN (k = 20, T = 0.07, DINO's protocol) of its encoder against its own encoder at step 0 (the floor);
-- its loss, first logged interval against the last.
+- its loss, first logged interval against the last;
+- VideoMAE only: on 256 fresh draws of the preset's views (crops and tube masks), the run's masked loss against
+  two predictors that learn nothing: all zeros (each hidden tubelet's own mean) and the best blur inpainting of
+  the hidden tubelets from the visible pixels (a Gaussian-weighted average, sigma 2-8 px, scaled to fit). What
+  the loss can fall to at this scale is read against these.
 
 Targets (issue 12), on the mean over seeds with every seed on the right side: DINO and DoRA >= 10 points above
 their floor; VideoMAE's masked-reconstruction loss down >= 30 % and its k-NN at or above its floor; the whole
@@ -58,6 +62,52 @@ def study_dataset(config, walk: Path, truth_path: Path):
     return FrameClips(frames, config.data.frames_per_clip, config.data.stride, truth.scene_bounds)
 
 
+def videomae_references(run_dir: Path, dataset, n_clips: int = 256, seed: int = 1234) -> dict[str, float]:
+    """Masked-token losses on ``n_clips`` fresh draws of a VideoMAE run's own views: the run's, all zeros',
+    and the best blur inpainting's (see the module docstring). Draws are fixed by ``seed``."""
+    import torch
+    import torch.nn.functional as F
+
+    from wtours.store import RunDir
+    from wtours.trainers.training.checkpoint import load_method
+    from wtours.trainers.training.videomae import masked_reconstruction_loss, reconstruction_targets
+    from wtours.trainers.training.views import IMAGENET_MEAN, IMAGENET_STD
+
+    method, _ = load_method(RunDir(Path(run_dir)).checkpoint_path)
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randperm(len(dataset), generator=generator)[:n_clips]
+    views = method.views({"frames": torch.stack([dataset[int(i)]["frames"] for i in picks])}, generator)
+    with torch.no_grad():
+        trained = masked_reconstruction_loss(method.student(views.clips, views.visible_index), views.targets,
+                                             views.mask)  # fmt: skip
+    shape = (1, 3, 1, 1, 1)
+    pixels = views.clips * torch.tensor(IMAGENET_STD).view(shape) + torch.tensor(IMAGENET_MEAN).view(shape)
+    batch, _, time, side, _ = pixels.shape  # [B, 3, T, S, S]
+    patch, tubelet = method.patch_size, method.options.tubelet_size
+    hidden = views.mask.view(batch, 1, time // tubelet, side // patch, side // patch)
+    visible = (~hidden).float()
+    for dim, repeat in ((2, tubelet), (3, patch), (4, patch)):
+        visible = visible.repeat_interleave(repeat, dim=dim)
+
+    def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:  # separable Gaussian over rows and columns
+        radius = int(3 * sigma)
+        kernel = torch.exp(-(torch.arange(-radius, radius + 1).float() ** 2) / (2 * sigma**2))
+        kernel = kernel / kernel.sum()
+        planes = x.flatten(0, 2).unsqueeze(1)
+        planes = F.conv2d(F.pad(planes, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+        planes = F.conv2d(F.pad(planes, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+        return planes.view_as(x)
+
+    target, mask = views.targets[views.mask], views.mask
+    inpainting = math.inf
+    for sigma in (2.0, 4.0, 6.0, 8.0):
+        filled = blur(pixels * visible, sigma) / blur(visible, sigma).clamp_min(1e-6)
+        guess = reconstruction_targets(filled.transpose(1, 2), tubelet, patch, method.options.normalize_target)[mask]
+        scale = (guess * target).sum() / (guess * guess).sum().clamp_min(1e-12)  # the least-squares fit
+        inpainting = min(inpainting, float((scale * guess - target).pow(2).mean()))
+    return {"heldout": float(trained), "zeros": float(target.pow(2).mean()), "inpainting": inpainting}
+
+
 def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = False,
             settings: dict[str, object] | None = None, tag: str = "") -> dict:  # fmt: skip
     """Train (or reuse) one run and evaluate it and its floor. Runs in a worker process. ``smoke``: 2 steps;
@@ -81,8 +131,8 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     run = RunDir(config.run_dir)
     began = time.perf_counter()
     trained_now = not run.is_finished()
+    dataset = study_dataset(config, walk, truth_path) if trained_now or method == "videomae" else None
     if trained_now:
-        dataset = study_dataset(config, walk, truth_path)
         pretrain(config, dataset, resume=run.checkpoint_path.exists(), show_progress=False)
     summary = run.summary()
     train_s = time.perf_counter() - began
@@ -96,6 +146,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         )  # fmt: skip
         knn[untrained] = report["top1"][str(K)]
     losses = run.losses()
+    references = videomae_references(config.run_dir, dataset) if method == "videomae" else {}
     return {
         "method": method,
         "seed": seed,
@@ -109,6 +160,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         "knn": knn[False],
         "floor": knn[True],
         "gain": knn[False] - knn[True],
+        **({"reference_losses": references} if references else {}),
     }
 
 
@@ -136,13 +188,27 @@ def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
             f"{row['loss_last']:.3f} ({-row['loss_drop_pct']:+.0f} %) | {row['knn']:.1f} | {row['floor']:.1f} | "
             f"{row['gain']:+.1f} |"
         )
+    references = [row for row in rows if "reference_losses" in row]
+    if references:
+        lines += [
+            "",
+            "| videomae seed | its loss on 256 fresh views | all zeros | best blur inpainting |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {row['seed']} | {row['reference_losses']['heldout']:.3f} | {row['reference_losses']['zeros']:.3f}"
+            f" | {row['reference_losses']['inpainting']:.3f} |"
+            for row in references
+        ]
     lines += ["", "| method | target | mean over seeds | met |", "|---|---|---|---|"]
     for method in methods:
         ok, figures = verdict(method, [row for row in rows if row["method"] == method])
         lines.append(f"| {method} | {TARGETS[method]} | {figures} | {'yes' if ok else 'NO'} |")
-    lines.append(f"\nWall clock of the whole study: {total_s / 60:.1f} min (target <= 20 min on 2 cores: "
-                 f"{'met' if total_s <= 20 * 60 else 'NO'}; {os.cpu_count()} cores here), trained in "
-                 f"{' and '.join(sorted({row['precision'] for row in rows}))}.")
+    lines.append(
+        f"\nWall clock of the whole study: {total_s / 60:.1f} min (target <= 20 min on 2 cores: "
+        f"{'met' if total_s <= 20 * 60 else 'NO'}; {os.cpu_count()} cores here), trained in "
+        f"{' and '.join(sorted({row['precision'] for row in rows}))}."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -154,8 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once, each in its own process")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--smoke", action="store_true", help="2 steps per run: checks the machinery, not learning")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a preset key in every run (a variant of the study; name it with --tag)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset key in every run (a variant of the study; name it with --tag)",
+    )
     parser.add_argument("--tag", default="", help="runs named <method>-<tag>-seed<n>, beside the presets' runs")
     args = parser.parse_args(argv)
 
@@ -180,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = [run_one(m, s, str(args.workdir), args.threads, args.smoke, settings, args.tag) for m, s in plan]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(run_one, m, s, str(args.workdir), args.threads, args.smoke, settings, args.tag)
-                       for m, s in plan]
+            futures = [
+                pool.submit(run_one, m, s, str(args.workdir), args.threads, args.smoke, settings, args.tag)
+                for m, s in plan
+            ]
             rows = [future.result() for future in futures]
     rows.sort(key=lambda row: (METHODS.index(row["method"]), row["seed"]))
     total_s = time.perf_counter() - began

@@ -49,7 +49,32 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     table = (tmp_path / "study.md").read_text()
     assert "| dino | 0 | 2 |" in table and "| videomae | 0 | 2 |" in table and f"trained in {trained_in}." in table
     assert (tmp_path / "comparison" / "results.md").is_file()
+    # VideoMAE's reference losses: all zeros scores (n - 1) / n on unit-variance (unbiased) tubelets of n pixels,
+    # and the fitted inpainting can only do better (its scale may be 0).
+    references = rows["videomae"]["reference_losses"]
+    preset = load_config("videomae_study_cpu")
+    pixels = preset.videomae.tubelet_size * preset.backbone.patch_size**2
+    assert references["zeros"] == pytest.approx((pixels - 1) / pixels, abs=1e-3)
+    assert references["inpainting"] < references["zeros"] and references["heldout"] > 0
+    assert "| videomae seed | its loss on 256 fresh views |" in table
     # A second run reuses what finished: nothing is trained again.
     study.main(["--methods", "dino", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path)])
     again = json.loads((tmp_path / "study.json").read_text())["rows"][0]
     assert again["train_s"] is None and again["knn"] == rows["dino"]["knn"]
+
+
+def test_inpainting_reference_predicts_a_smooth_ramp_and_not_noise(tmp_path: Path) -> None:
+    """Known truth: blur inpainting fills most of a masked brightness ramp (per-tubelet normalised, a
+    ramp is a ramp), and explains nothing of independent noise."""
+    import torch
+
+    study = load_script()
+    study.main(["--methods", "videomae", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path)])
+    run_dir = json.loads((tmp_path / "study.json").read_text())["rows"][0]["run_dir"]
+    frames, size = 4, 96
+    ramp = torch.linspace(40, 215, size).round().to(torch.uint8).expand(frames, 3, size, size).contiguous()
+    smooth = study.videomae_references(run_dir, [{"frames": ramp}] * 8, n_clips=8)
+    noise = torch.randint(0, 256, (8, frames, 3, size, size), generator=torch.Generator().manual_seed(0))
+    rough = study.videomae_references(run_dir, [{"frames": clip.to(torch.uint8)} for clip in noise], n_clips=8)
+    assert smooth["inpainting"] < 0.25 * smooth["zeros"]
+    assert rough["inpainting"] > 0.95 * rough["zeros"]
