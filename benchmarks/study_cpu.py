@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -168,12 +169,14 @@ def verdict(method: str, rows: list[dict]) -> tuple[bool, str]:
     """Whether ``rows`` (one per seed) meet the method's target, and the mean figures."""
     gain = sum(row["gain"] for row in rows) / len(rows)
     drop = sum(row["loss_drop_pct"] for row in rows) / len(rows)
+    spread = statistics.stdev(row["gain"] for row in rows) if len(rows) > 1 else 0.0
     if method == "videomae":
         ok = drop >= 30 and all(row["loss_drop_pct"] > 0 for row in rows)
         ok = ok and gain >= 0 and all(row["gain"] >= 0 for row in rows)
     else:
         ok = gain >= 10 and all(row["gain"] > 0 for row in rows)
-    return ok, f"k-NN {gain:+.1f} points, loss {-drop:+.0f} %"
+    sd = f" (sd {spread:.1f} over seeds)" if len(rows) > 1 else ""
+    return ok, f"k-NN {gain:+.1f} points{sd}, loss {-drop:+.0f} %"
 
 
 def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
