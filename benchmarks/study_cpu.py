@@ -67,12 +67,11 @@ def videomae_references(run_dir: Path, dataset, n_clips: int = 256, seed: int = 
     """Masked-token losses on ``n_clips`` fresh draws of a VideoMAE run's own views: the run's, all zeros',
     and the best blur inpainting's (see the module docstring). Draws are fixed by ``seed``."""
     import torch
-    import torch.nn.functional as F
 
     from wtours.store import RunDir
     from wtours.trainers.training.checkpoint import load_method
     from wtours.trainers.training.videomae import masked_reconstruction_loss, reconstruction_targets
-    from wtours.trainers.training.views import IMAGENET_MEAN, IMAGENET_STD
+    from wtours.trainers.training.views import IMAGENET_MEAN, IMAGENET_STD, gaussian_blur
 
     method, _ = load_method(RunDir(Path(run_dir)).checkpoint_path)
     generator = torch.Generator().manual_seed(seed)
@@ -90,14 +89,9 @@ def videomae_references(run_dir: Path, dataset, n_clips: int = 256, seed: int = 
     for dim, repeat in ((2, tubelet), (3, patch), (4, patch)):
         visible = visible.repeat_interleave(repeat, dim=dim)
 
-    def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:  # separable Gaussian over rows and columns
-        radius = int(3 * sigma)
-        kernel = torch.exp(-(torch.arange(-radius, radius + 1).float() ** 2) / (2 * sigma**2))
-        kernel = kernel / kernel.sum()
+    def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:  # each [S, S] plane, as the views' blur does
         planes = x.flatten(0, 2).unsqueeze(1)
-        planes = F.conv2d(F.pad(planes, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-        planes = F.conv2d(F.pad(planes, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-        return planes.view_as(x)
+        return gaussian_blur(planes, torch.full((len(planes),), sigma)).view_as(x)
 
     target, mask = views.targets[views.mask], views.mask
     inpainting = math.inf
