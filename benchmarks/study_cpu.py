@@ -238,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     suffix = f"-{args.tag}" if args.tag else ""
     began = time.perf_counter()
-    args.workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--workdir {args.workdir}: {err.strerror}")
     build_study(args.workdir)
     # Slowest first, so that the last job to start is a short one.
     order = {"dora": 0, "dino": 1, "videomae": 2}
