@@ -19,7 +19,8 @@ cross a cut (DoRA, VideoMAE: any start, as the curated index) of the walk, then:
 
 Targets (issue 12), on the mean over seeds with every seed on the right side: DINO and DoRA >= 10 points above
 their floor; VideoMAE's masked-reconstruction loss down >= 30 % and its k-NN at or above its floor; the whole
-study <= 20 minutes on 2 cores. Runs already finished in ``--workdir`` are reused, so a rerun only reports.
+study <= 20 minutes on 2 cores. Each mean gain is printed with its sd over seeds and the 95 % interval of the
+mean (Student's t over the seeds). Runs already finished in ``--workdir`` are reused, so a rerun only reports.
 Writes ``<workdir>/study.json``, ``study.md`` (the README's table) and `wtours compare` of the seed-0 runs.
 """
 
@@ -169,7 +170,12 @@ def verdict(method: str, rows: list[dict]) -> tuple[bool, str]:
         ok = ok and gain >= 0 and all(row["gain"] >= 0 for row in rows)
     else:
         ok = gain >= 10 and all(row["gain"] > 0 for row in rows)
-    sd = f" (sd {spread:.1f} over seeds)" if len(rows) > 1 else ""
+    sd = ""
+    if len(rows) > 1:  # Student's t over the seeds: how far the mean of so few can sit from the method's own
+        from scipy.stats import t
+
+        half = t.ppf(0.975, len(rows) - 1) * spread / math.sqrt(len(rows))
+        sd = f" (sd {spread:.1f} over seeds; 95 % interval of the mean {gain - half:+.1f} to {gain + half:+.1f})"
     return ok, f"k-NN {gain:+.1f} points{sd}, loss {-drop:+.0f} %"
 
 

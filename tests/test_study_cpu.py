@@ -73,3 +73,15 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     again = json.loads((tmp_path / "study.json").read_text())["rows"][0]
     assert again["train_s"] is None and again["knn"] == rows["dino"]["knn"]
 
+
+
+def test_the_verdict_gives_the_mean_gain_with_its_t_interval_over_seeds() -> None:
+    study = load_script()
+    rows = [{"gain": gain, "loss_drop_pct": 40.0} for gain in (11.0, 11.5, 7.3)]
+    ok, figures = study.verdict("dora", rows)
+    # mean 9.93, sd 2.29; Student's t for 2 degrees of freedom at 97.5 % is 4.303 (tables): half-width 5.70
+    assert not ok
+    assert figures.startswith("k-NN +9.9 points (sd 2.3 over seeds; 95 % interval of the mean +4.2 to +15.6)")
+    ok, figures = study.verdict("dino", [{"gain": gain, "loss_drop_pct": 80.0} for gain in (13.5, 14.5, 11.5)])
+    assert ok and "+9.4 to +17.0" in figures
+    assert study.verdict("dora", [{"gain": 12.0, "loss_drop_pct": 40.0}])[1] == "k-NN +12.0 points, loss -40 %"
