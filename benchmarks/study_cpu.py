@@ -3,6 +3,7 @@ against the same network before training, over several seeds, on 2 CPU cores.
 
     python benchmarks/study_cpu.py                          # 3 methods x seeds 0 1 2, 2 jobs of 1 thread
     python benchmarks/study_cpu.py --methods dino --seeds 0 # one run
+    python benchmarks/study_cpu.py --val-per-class 100      # the same runs on 2000 validation crops
 
 The study set (`wtours.sample.study`): a slow walk over 20 real photographs that installed packages ship
 (128 x 96, 8 fps, 6 s per photo, a cut between photos) to pretrain on, without labels, and 64-px crops of the
@@ -38,16 +39,20 @@ from pathlib import Path
 METHODS = ("dino", "dora", "videomae")
 TARGETS = {"dino": "k-NN >= floor + 10", "dora": "k-NN >= floor + 10", "videomae": "loss -30 %, k-NN >= floor"}
 K = 20
+VAL_PER_CLASS = 20  # the study set's validation crops per photo (400 in all), as `wtours eval knn` uses it
 
 
-def build_study(workdir: Path) -> tuple[Path, Path, Path]:
-    """The walk, its truth and the labelled set, made once in ``workdir``."""
+def build_study(workdir: Path, val_per_class: int = VAL_PER_CLASS) -> tuple[Path, Path, Path]:
+    """The walk, its truth and the labelled set, made once in ``workdir``. Another ``val_per_class`` makes a
+    second set beside it (``study_set_val<N>``) with the same training crops; its validation crops extend the
+    study set's (the first 20 of each photo are the same crops)."""
     from wtours.sample.study import make_study_labelled_set, render_study_walk
 
     walk, truth_path = workdir / "study_walk.mp4", workdir / "study_walk.truth.json"
     if not (walk.is_file() and truth_path.is_file()):
         render_study_walk(walk).save(truth_path)
-    return walk, truth_path, make_study_labelled_set(workdir / "study_set")
+    name = "study_set" if val_per_class == VAL_PER_CLASS else f"study_set_val{val_per_class}"
+    return walk, truth_path, make_study_labelled_set(workdir / name, per_class_val=val_per_class)
 
 
 def study_dataset(config, walk: Path, truth_path: Path):
@@ -105,9 +110,12 @@ def videomae_references(run_dir: Path, dataset, n_clips: int = 256, seed: int = 
 
 
 def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = False,
-            settings: dict[str, object] | None = None, tag: str = "") -> dict:  # fmt: skip
+            settings: dict[str, object] | None = None, tag: str = "",
+            val_per_class: int = VAL_PER_CLASS) -> dict:  # fmt: skip
     """Train (or reuse) one run and evaluate it and its floor. Runs in a worker process. ``smoke``: 2 steps;
-    ``settings``: overrides of the preset (``--set``), the run named ``<method>[-<tag>]-seed<seed>``."""
+    ``settings``: overrides of the preset (``--set``), the run named ``<method>[-<tag>]-seed<seed>``;
+    ``val_per_class``: the k-NN's validation crops per photo (reports ``eval/knn[_untrained]_val<N>.json``
+    unless it is the study set's 20)."""
     import torch
 
     from wtours.store import RunDir
@@ -117,7 +125,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
 
     torch.set_num_threads(threads)
     root = Path(workdir)
-    walk, truth_path, labelled = build_study(root)
+    walk, truth_path, labelled = build_study(root, val_per_class)
     name = f"{method}-{tag}-seed{seed}" if tag else f"{method}-seed{seed}"
     overrides = {
         "run.output_dir": str(root / "runs"), "run.name": name, "run.seed": seed, "run.device": "cpu",
@@ -136,11 +144,14 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     image_size = getattr(options, "global_crops_size", None) or options.crop_size
     knn = {}
     for untrained in (False, True):
+        report_path = run.knn_path(untrained=untrained)
+        if val_per_class != VAL_PER_CLASS:
+            report_path = report_path.with_name(f"{report_path.stem}_val{val_per_class}.json")
         report = run_knn(
             config.run_dir, labelled, ks=(K,), temperature=0.07, image_size=image_size, batch_size=100,
-            device="cpu", num_workers=0, out_json=run.knn_path(untrained=untrained), untrained=untrained,
+            device="cpu", num_workers=0, out_json=report_path, untrained=untrained,
         )  # fmt: skip
-        knn[untrained] = report["top1"][str(K)]
+        knn[untrained], val_crops = report["top1"][str(K)], report["n_val"]
     losses = run.losses()
     references = videomae_references(config.run_dir, dataset) if method == "videomae" else {}
     return {
@@ -156,6 +167,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         "knn": knn[False],
         "floor": knn[True],
         "gain": knn[False] - knn[True],
+        "val_crops": val_crops,
         **({"reference_losses": references} if references else {}),
     }
 
@@ -210,7 +222,8 @@ def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
     lines.append(
         f"\nWall clock of the whole study: {total_s / 60:.1f} min (target <= 20 min on 2 cores: "
         f"{'met' if total_s <= 20 * 60 else 'NO'}; {os.cpu_count()} cores here), trained in "
-        f"{' and '.join(sorted({row['precision'] for row in rows}))}."
+        f"{' and '.join(sorted({row['precision'] for row in rows}))}; k-NN on "
+        f"{' and '.join(str(n) for n in sorted({row['val_crops'] for row in rows}))} validation crops."
     )
     return "\n".join(lines) + "\n"
 
@@ -231,7 +244,17 @@ def main(argv: list[str] | None = None) -> int:
         help="override a preset key in every run (a variant of the study; name it with --tag)",
     )
     parser.add_argument("--tag", default="", help="runs named <method>-<tag>-seed<n>, beside the presets' runs")
+    parser.add_argument(
+        "--val-per-class",
+        type=int,
+        default=VAL_PER_CLASS,
+        metavar="N",
+        help=f"k-NN validation crops per photo (default {VAL_PER_CLASS}, the study set's 400); another N scores the"
+        " same runs on a larger or smaller set, reported in study[-TAG]-val<N>.md/.json (no figures)",
+    )
     args = parser.parse_args(argv)
+    if args.val_per_class < 1:
+        parser.error(f"--val-per-class must be at least 1, got {args.val_per_class}")
 
     from wtours.errors import WtoursError
     from wtours.trainers.training.config import load_config, parse_override
@@ -243,24 +266,25 @@ def main(argv: list[str] | None = None) -> int:
     except WtoursError as err:
         parser.error(str(err))
     suffix = f"-{args.tag}" if args.tag else ""
+    other_set = args.val_per_class != VAL_PER_CLASS
+    if other_set:
+        suffix += f"-val{args.val_per_class}"
     began = time.perf_counter()
     try:
         args.workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         parser.error(f"--workdir {args.workdir}: {err.strerror}")
-    build_study(args.workdir)
+    build_study(args.workdir, args.val_per_class)
     # Slowest first, so that the last job to start is a short one.
     order = {"dora": 0, "dino": 1, "videomae": 2}
     plan = sorted(((m, s) for m in args.methods for s in args.seeds), key=lambda item: (order[item[0]], item[1]))
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    common = (str(args.workdir), args.threads, args.smoke, settings, args.tag, args.val_per_class)
     if args.jobs == 1:
-        rows = [run_one(m, s, str(args.workdir), args.threads, args.smoke, settings, args.tag) for m, s in plan]
+        rows = [run_one(m, s, *common) for m, s in plan]
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [
-                pool.submit(run_one, m, s, str(args.workdir), args.threads, args.smoke, settings, args.tag)
-                for m, s in plan
-            ]
+            futures = [pool.submit(run_one, m, s, *common) for m, s in plan]
             rows = [future.result() for future in futures]
     rows.sort(key=lambda row: (METHODS.index(row["method"]), row["seed"]))
     total_s = time.perf_counter() - began
@@ -270,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.workdir / f"study{suffix}.md").write_text(table)
     (args.workdir / f"study{suffix}.json").write_text(json.dumps({"rows": rows, "total_s": total_s}, indent=2) + "\n")
 
+    met = all(verdict(m, [r for r in rows if r["method"] == m])[0] for m in args.methods)
+    if other_set:  # `wtours compare` reads the runs' reports on the study set itself
+        return 0 if met else 1
     from wtours.trainers.evaluation.compare import compare_runs
 
     first_seed = [Path(row["run_dir"]) for row in rows if row["seed"] == args.seeds[0]]
@@ -277,7 +304,6 @@ def main(argv: list[str] | None = None) -> int:
     figures = args.workdir / f"comparison{suffix}"
     compare_runs(first_seed, figures, attention_images=person, attention_size=64, device="cpu")
     print(f"figures: {figures}")
-    met = all(verdict(m, [r for r in rows if r["method"] == m])[0] for m in args.methods)
     return 0 if met and math.isfinite(total_s) else 1
 
 

@@ -48,7 +48,8 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
         assert floor["encoder"].endswith("encoder_init.safetensors") or floor["untrained"]
         assert 100 / 20 < row["floor"] < 100 and row["gain"] == pytest.approx(row["knn"] - row["floor"])
     table = (tmp_path / "study.md").read_text()
-    assert "| dino | 0 | 2 |" in table and "| videomae | 0 | 2 |" in table and f"trained in {trained_in}." in table
+    assert "| dino | 0 | 2 |" in table and "| videomae | 0 | 2 |" in table
+    assert f"trained in {trained_in}; k-NN on 400 validation crops." in table
     assert (tmp_path / "comparison" / "results.md").is_file()
     # VideoMAE's reference losses: all zeros scores (n - 1) / n on unit-variance (unbiased) tubelets of n pixels,
     # and the fitted inpainting can only do better (its scale may be 0).
@@ -72,6 +73,16 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     study.main(["--methods", "dino", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path)])
     again = json.loads((tmp_path / "study.json").read_text())["rows"][0]
     assert again["train_s"] is None and again["knn"] == rows["dino"]["knn"]
+    # The same run scored on a larger validation set: reported beside the study's, whose reports stay as they were.
+    study.main(["--methods", "dino", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path),
+                "--val-per-class", "30"])  # fmt: skip
+    larger = json.loads((tmp_path / "study-val30.json").read_text())["rows"][0]
+    assert larger["train_s"] is None and larger["val_crops"] == 600 and again["val_crops"] == 400
+    assert "k-NN on 600 validation crops." in (tmp_path / "study-val30.md").read_text()
+    eval_dir = Path(again["run_dir"]) / "eval"
+    assert json.loads((eval_dir / "knn_val30.json").read_text())["n_val"] == 600
+    assert json.loads((eval_dir / "knn.json").read_text())["n_val"] == 400
+    assert json.loads((eval_dir / "knn_untrained_val30.json").read_text())["top1"]["20"] == larger["floor"]
 
 
 
