@@ -85,7 +85,6 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     assert json.loads((eval_dir / "knn_untrained_val30.json").read_text())["top1"]["20"] == larger["floor"]
 
 
-
 def test_the_verdict_gives_the_mean_gain_with_its_t_interval_over_seeds() -> None:
     study = load_script()
     rows = [{"gain": gain, "loss_drop_pct": 40.0} for gain in (11.0, 11.5, 7.3)]
