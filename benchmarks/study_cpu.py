@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -120,7 +121,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
 
     from wtours.store import RunDir
     from wtours.trainers.evaluation.knn import run_knn
-    from wtours.trainers.training.config import load_config
+    from wtours.trainers.training.config import load_config, trained_otherwise
     from wtours.trainers.training.engine import pretrain
 
     torch.set_num_threads(threads)
@@ -133,6 +134,9 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     }  # fmt: skip
     config = load_config(f"{method}_study_cpu", overrides)
     run = RunDir(config.run_dir)
+    if run.root.exists() and trained_otherwise(run.config_path, config):  # e.g. the preset changed since
+        print(f"{name}: trained with other settings than {method}_study_cpu gives now; training it again", flush=True)
+        shutil.rmtree(run.root)
     began = time.perf_counter()
     trained_now = not run.is_finished()
     dataset = study_dataset(config, walk, truth_path) if trained_now or method == "videomae" else None

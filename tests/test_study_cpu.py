@@ -31,7 +31,7 @@ def test_study_presets_load(method: str) -> None:
     assert config.method == method and config.run.precision == "bf16"
 
 
-def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(tmp_path: Path) -> None:
+def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(tmp_path: Path, capsys) -> None:
     study = load_script()
     status = study.main(["--methods", "dino", "videomae", "--seeds", "0", "--smoke", "--jobs", "1",
                          "--workdir", str(tmp_path)])  # fmt: skip
@@ -83,6 +83,12 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     assert json.loads((eval_dir / "knn_val30.json").read_text())["n_val"] == 600
     assert json.loads((eval_dir / "knn.json").read_text())["n_val"] == 400
     assert json.loads((eval_dir / "knn_untrained_val30.json").read_text())["top1"]["20"] == larger["floor"]
+    # A finished run that other settings trained (here another lr; in use, a preset changed since) is not reused.
+    study.main(["--methods", "dino", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path),
+                "--set", "optim.lr=1e-3"])  # fmt: skip
+    retrained = json.loads((tmp_path / "study.json").read_text())["rows"][0]
+    assert retrained["train_s"] is not None and retrained["steps"] == 2
+    assert "training it again" in capsys.readouterr().out
 
 
 def test_the_verdict_gives_the_mean_gain_with_its_t_interval_over_seeds() -> None:

@@ -324,18 +324,11 @@ def pretrain_methods(run: DemoRun) -> None:
 
 
 def _trained_otherwise(files: RunDir, method: str, overrides: dict[str, object]) -> bool:
-    """Whether a finished demo run was trained with other network, optimiser or method settings than this
-    wtours's preset gives now (a key the run's config lacks, written by an older wtours, reads as its default)."""
-    import yaml
+    """Whether a finished demo run was trained with other settings than this wtours's preset gives now (a key
+    the run's config lacks, written by an older wtours, reads as its default)."""
+    from wtours.trainers.training.config import load_config, trained_otherwise
 
-    from wtours.trainers.training.config import config_to_tree, load_config, saved_tree_with_defaults
-
-    try:
-        saved = saved_tree_with_defaults(yaml.safe_load(files.config_path.read_text()) or {})
-    except (OSError, yaml.YAMLError, WtoursError):
-        return True
-    now = config_to_tree(load_config(f"{method}_study_cpu", overrides))
-    return any(saved.get(key) != now.get(key) for key in ("method", "backbone", "optim", method))
+    return trained_otherwise(files.config_path, load_config(f"{method}_study_cpu", overrides))
 
 
 def _newer(path: Path, than: Path) -> bool:

@@ -162,3 +162,34 @@ def test_a_checkpoint_from_before_momentum_end_resumes_only_at_its_default(tmp_p
             check_resume(older, tree, **steps)
     else:
         assert check_resume(older, tree, **steps) == []
+
+
+def test_a_saved_config_is_told_apart_from_the_settings_a_run_would_learn_with_now(tmp_path: Path) -> None:
+    """`trained_otherwise` (the demo and the CPU study retrain a finished run on it): what the network learns from
+    counts (network, optimiser, method options, data sampling, seed, precision); where a run was written, its name
+    and its logging do not; a config that cannot be read counts as other."""
+    import yaml
+
+    from wtours.trainers.training.config import config_to_tree, trained_otherwise
+
+    config = load_config("dora_study_cpu", {"run.seed": 3})
+    saved = tmp_path / "config.yaml"
+
+    def differs(change) -> bool:
+        tree = json.loads(json.dumps(config_to_tree(config)))
+        change(tree)
+        saved.write_text(yaml.safe_dump(tree))
+        return trained_otherwise(saved, config)
+
+    assert not differs(lambda tree: None)
+    assert not differs(lambda tree: tree["run"].update(name="elsewhere", output_dir="/x", log_every=7))
+    assert not differs(lambda tree: tree["data"].update(data_dir="/y", num_workers=9))
+    assert differs(lambda tree: tree["optim"].update(epochs=30))
+    assert differs(lambda tree: tree["dora"].update(warmup_teacher_temp_epochs=9))
+    assert differs(lambda tree: tree["backbone"].update(depth=6))
+    assert differs(lambda tree: tree["data"].update(stride=8))
+    assert differs(lambda tree: tree["run"].update(seed=4))
+    assert differs(lambda tree: tree["run"].update(precision="fp32"))
+    assert differs(lambda tree: tree["dora"].update(no_such_key=1))  # no longer validates
+    saved.write_text("{unclosed")
+    assert trained_otherwise(saved, config) and trained_otherwise(tmp_path / "missing.yaml", config)
