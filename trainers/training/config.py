@@ -222,9 +222,9 @@ def saved_tree_with_defaults(tree: dict[str, Any], source: str = "config") -> di
 
 def trained_otherwise(config_path: str | Path, config: TrainConfig) -> bool:
     """Whether the run that saved ``config_path`` (its ``config.yaml``) learned with other settings than
-    ``config``: its method, network, optimiser, method options, data sampling, seed or precision. Where it was
-    written, its name and its logging do not count. A key an older wtours did not write reads as its default; a
-    config that cannot be read, or no longer validates, counts as other."""
+    ``config``: its method, network, optimiser, method options, clip sampling, seed or precision. Where it was
+    written, its name, its logging and which videos it read do not count. A key an older wtours did not write
+    reads as its default; a config that cannot be read, or no longer validates, counts as other."""
     import yaml
 
     try:
@@ -234,7 +234,7 @@ def trained_otherwise(config_path: str | Path, config: TrainConfig) -> bool:
     now = config_to_tree(config)
     if any(saved.get(key) != now.get(key) for key in ("method", "backbone", "optim", config.method)):
         return True
-    where = {"data_dir", "num_workers"}
+    where = {"data_dir", "video_ids", "num_workers"}  # which footage and how it is read, not how it is sampled
     if {k: v for k, v in saved["data"].items() if k not in where} != {
         k: v for k, v in now["data"].items() if k not in where
     }:
