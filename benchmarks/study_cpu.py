@@ -121,8 +121,9 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
 
     from wtours.store import RunDir
     from wtours.trainers.evaluation.knn import run_knn
-    from wtours.trainers.training.config import load_config, trained_otherwise
+    from wtours.trainers.training.config import load_config
     from wtours.trainers.training.engine import pretrain
+    from wtours.trainers.training.resume import trained_otherwise
 
     torch.set_num_threads(threads)
     root = Path(workdir)

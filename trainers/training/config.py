@@ -220,28 +220,6 @@ def saved_tree_with_defaults(tree: dict[str, Any], source: str = "config") -> di
     return config_to_tree(config_from_tree(tree, source))
 
 
-def trained_otherwise(config_path: str | Path, config: TrainConfig) -> bool:
-    """Whether the run that saved ``config_path`` (its ``config.yaml``) learned with other settings than
-    ``config``: its method, network, optimiser, method options, clip sampling, seed or precision. Where it was
-    written, its name, its logging and which videos it read do not count. A key an older wtours did not write
-    reads as its default; a config that cannot be read, or no longer validates, counts as other."""
-    import yaml
-
-    try:
-        saved = saved_tree_with_defaults(yaml.safe_load(Path(config_path).read_text()) or {})
-    except (OSError, yaml.YAMLError, WtoursError):
-        return True
-    now = config_to_tree(config)
-    if any(saved.get(key) != now.get(key) for key in ("method", "backbone", "optim", config.method)):
-        return True
-    where = {"data_dir", "video_ids", "num_workers"}  # which footage and how it is read, not how it is sampled
-    if {k: v for k, v in saved["data"].items() if k not in where} != {
-        k: v for k, v in now["data"].items() if k not in where
-    }:
-        return True
-    return any(saved["run"][key] != now["run"][key] for key in ("seed", "precision"))
-
-
 def config_to_tree(config: TrainConfig) -> dict[str, Any]:
     """What a run writes to ``runs/<name>/config.yaml`` (and the checkpoint keeps): the model as it is, the
     shape of a preset."""

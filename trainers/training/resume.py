@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from wtours.errors import WtoursError
+
+if TYPE_CHECKING:
+    from wtours.trainers.training.config import TrainConfig
 
 FREE_KEYS = frozenset(
     {"run.log_every", "run.checkpoint_every", "data.num_workers", "run.name", "run.output_dir", "data.data_dir"}
@@ -52,6 +55,30 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+# Besides FREE_KEYS, what does not change what a run learns: the kernels it ran on, and which videos it read
+# (set by `pretrain --only`; --resume refuses that one, since its steps must see the same clips).
+NOT_LEARNED_KEYS = FREE_KEYS | {"run.device", "run.compile", "data.video_ids"}
+
+
+def trained_otherwise(config_path: str | Path, config: TrainConfig) -> bool:
+    """Whether the run that saved ``config_path`` (its ``config.yaml``) learned with other settings than
+    ``config``: any key but NOT_LEARNED_KEYS (the method, network, optimiser, method options, clip
+    sampling, seed, precision ...). A key an older wtours did not write reads as its default; a config that
+    cannot be read, or names keys this wtours no longer has, counts as other. `wtours demo` and the CPU study
+    train such a run again instead of reporting it."""
+    import yaml
+
+    from wtours.trainers.training.config import config_to_tree
+
+    try:
+        saved = flatten(_with_defaults(yaml.safe_load(Path(config_path).read_text()) or {}))
+    except (OSError, yaml.YAMLError):
+        return True
+    now = flatten(config_to_tree(config))
+    keys = (saved.keys() | now.keys()) - NOT_LEARNED_KEYS
+    return any(key not in saved or key not in now or not _same(saved[key], now[key]) for key in keys)
 
 
 def check_resume(

@@ -49,7 +49,7 @@ SAMPLE_FPS = 30
 # The runs: each study preset, cut short for the demo (epochs x steps per epoch, a tenth of it warm-up), on clips
 # of 2 frames 4 apart (half a second of the study walk) that the three share. DINO sees every frame of a clip as an
 # image: 16 clips are the preset's 32 images per step. DoRA's teacher temperature stays at 0.04: the preset warms it
-# to 0.07 over 6 epochs, which in a run of 4 short epochs raises the loss (a hotter target) instead of showing it fall.
+# to 0.07 over 9 epochs, which in a run of 4 short epochs raises the loss (a hotter target) instead of showing it fall.
 DEMO_CLIP = {"frames_per_clip": 2, "stride": 4}
 RUN_SETTINGS: dict[str, dict[str, object]] = {
     "dino": {"optim.epochs": 4, "optim.steps_per_epoch": 12, "optim.batch_size": 16, "optim.warmup_epochs": 0.5},
@@ -326,7 +326,8 @@ def pretrain_methods(run: DemoRun) -> None:
 def _trained_otherwise(files: RunDir, method: str, overrides: dict[str, object]) -> bool:
     """Whether a finished demo run was trained with other settings than this wtours's preset gives now (a key
     the run's config lacks, written by an older wtours, reads as its default)."""
-    from wtours.trainers.training.config import load_config, trained_otherwise
+    from wtours.trainers.training.config import load_config
+    from wtours.trainers.training.resume import trained_otherwise
 
     return trained_otherwise(files.config_path, load_config(f"{method}_study_cpu", overrides))
 

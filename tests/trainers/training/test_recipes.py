@@ -170,7 +170,8 @@ def test_a_saved_config_is_told_apart_from_the_settings_a_run_would_learn_with_n
     and its logging do not; a config that cannot be read counts as other."""
     import yaml
 
-    from wtours.trainers.training.config import config_to_tree, trained_otherwise
+    from wtours.trainers.training.config import config_to_tree
+    from wtours.trainers.training.resume import trained_otherwise
 
     config = load_config("dora_study_cpu", {"run.seed": 3})
     saved = tmp_path / "config.yaml"
