@@ -70,9 +70,10 @@ def study_dataset(config, walk: Path, truth_path: Path):
     return FrameClips(frames, config.data.frames_per_clip, config.data.stride, truth.scene_bounds)
 
 
-def videomae_references(run_dir: Path, dataset, n_clips: int = 256, seed: int = 1234) -> dict[str, float]:
-    """Masked-token losses on ``n_clips`` fresh draws of a VideoMAE run's own views: the run's, all zeros',
-    and the best blur inpainting's (see the module docstring). Draws are fixed by ``seed``."""
+def videomae_references(run, dataset, n_clips: int = 256, seed: int = 1234) -> dict[str, float]:
+    """Masked-token losses on ``n_clips`` fresh draws of a VideoMAE run's own views: the run's ("heldout"), all
+    zeros', and the best blur inpainting's (see the module docstring). ``run`` is a run folder or a VideoMAE
+    method (in eval mode); draws are fixed by ``seed``."""
     import torch
 
     from wtours.store import RunDir
@@ -80,7 +81,7 @@ def videomae_references(run_dir: Path, dataset, n_clips: int = 256, seed: int = 
     from wtours.trainers.training.videomae import masked_reconstruction_loss, reconstruction_targets
     from wtours.trainers.training.views import IMAGENET_MEAN, IMAGENET_STD, gaussian_blur
 
-    method, _ = load_method(RunDir(Path(run_dir)).checkpoint_path)
+    method = load_method(RunDir(Path(run)).checkpoint_path)[0] if isinstance(run, (str, Path)) else run
     generator = torch.Generator().manual_seed(seed)
     picks = torch.randperm(len(dataset), generator=generator)[:n_clips]
     views = method.views({"frames": torch.stack([dataset[int(i)]["frames"] for i in picks])}, generator)

@@ -185,6 +185,21 @@ def test_walk_is_deterministic_by_seed_and_its_truth_round_trips(tmp_path, walk)
     assert StudyTruth.load(tmp_path / "walk.truth.json") == truth
 
 
+def test_the_walk_s_sensor_noise_and_encoder_quality_are_what_they_are_set_to(tmp_path):
+    # Lossless (crf 0), the same walk with and without its noise differs by the noise alone: std 1.5 code values,
+    # the same on R, G and B, so on their mean too (yuv420p's conversion adds a little rounding).
+    common = {"fps": 2, "seconds_per_scene": 1.0}
+    clean = render_study_walk(tmp_path / "clean.mp4", noise_std=0, crf=0, **common)
+    noisy = render_study_walk(tmp_path / "noisy.mp4", crf=0, **common)
+    assert clean == noisy  # the same views: noise and quality change pixels, not what the walk shows
+    differences = [grey(a) - grey(b) for a, b in zip(decode_rgb(tmp_path / "noisy.mp4"),
+                                                      decode_rgb(tmp_path / "clean.mp4"), strict=True)]  # fmt: skip
+    assert 1.3 < float(np.std(differences)) < 1.8 and abs(float(np.mean(differences))) < 0.2
+    with pytest.raises(ValueError, match="noise_std"):
+        render_study_walk(tmp_path / "bad.mp4", noise_std=-1, **common)
+    assert not (tmp_path / "bad.mp4").exists()
+
+
 # --- the labelled set -----------------------------------------------------------------------------
 
 
