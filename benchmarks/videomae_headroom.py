@@ -11,7 +11,7 @@ values, x264 at crf 18) and, to see whether noise or compression is what cannot 
 noise, lossless (crf 0), and both. On each, on 256 fresh draws of the ``videomae_study_cpu`` preset's views (the
 same crops and tube masks on every rendering, fixed seed), it prints the masked-token loss of:
 
-- the preset's network untrained (seed 0; where a run's loss starts);
+- the preset's network before training (initialised under torch seed 0: about where a run's loss starts);
 - all zeros (each hidden tubelet's own mean);
 - the best blur inpainting of the hidden tubelets from the visible pixels (``study_cpu.videomae_references``);
 - with ``--run``, that trained VideoMAE run's network (trained on the study walk as rendered).
@@ -59,12 +59,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
+    from wtours.errors import WtoursError
     from wtours.sample.study import render_study_walk
+    from wtours.trainers.training.checkpoint import load_method
     from wtours.trainers.training.config import load_config
     from wtours.trainers.training.methods import ScheduleShape, method_module
 
     torch.set_num_threads(1)  # as the study's runs: results do not depend on the machine's core count
     study = _study_cpu()
+    trained = None
+    if args.run is not None:
+        try:
+            trained, run_config = load_method(args.run / "checkpoint.pt")
+        except WtoursError as err:
+            print(f"videomae_headroom: {err}", file=sys.stderr)
+            return 2
+        if run_config.method != "videomae":
+            print(f"videomae_headroom: {args.run} is a {run_config.method} run, not a VideoMAE one", file=sys.stderr)
+            return 2
     config = load_config("videomae_study_cpu", {"run.device": "cpu"})
     torch.manual_seed(config.run.seed)
     untrained = method_module("videomae").build(config.backbone, config.options, ScheduleShape(1, 1)).eval()
@@ -79,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         base = study.videomae_references(untrained, dataset, n_clips=args.clips)
         row = {"rendering": name, "noise_std": noise_std, "crf": crf, "bytes": walk.stat().st_size,
                "untrained": base["heldout"], "zeros": base["zeros"], "inpainting": base["inpainting"]}  # fmt: skip
-        if args.run is not None:
-            row["run"] = study.videomae_references(args.run, dataset, n_clips=args.clips)["heldout"]
+        if trained is not None:
+            row["run"] = study.videomae_references(trained, dataset, n_clips=args.clips)["heldout"]
         row["explained_pct"] = 100 * (1 - row["inpainting"] / row["zeros"])
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -101,3 +101,15 @@ def test_the_verdict_gives_the_mean_gain_with_its_t_interval_over_seeds() -> Non
     ok, figures = study.verdict("dino", [{"gain": gain, "loss_drop_pct": 80.0} for gain in (13.5, 14.5, 11.5)])
     assert ok and "+9.4 to +17.0" in figures
     assert study.verdict("dora", [{"gain": 12.0, "loss_drop_pct": 40.0}])[1] == "k-NN +12.0 points, loss -40 %"
+
+
+def test_the_headroom_script_refuses_what_is_not_a_videomae_run_in_one_line(tmp_path, capsys) -> None:
+    spec = importlib.util.spec_from_file_location("headroom", ROOT / "benchmarks" / "videomae_headroom.py")
+    headroom = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(headroom)
+    assert headroom.main(["--workdir", str(tmp_path), "--run", str(tmp_path / "missing")]) == 2
+    assert headroom.main(["--workdir", str(tmp_path), "--clips", "0"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [f"videomae_headroom: {tmp_path / 'missing'}: not a run folder (no checkpoint.pt)",
+                      "videomae_headroom: --clips must be >= 1, got 0"]  # fmt: skip
+    assert not any(tmp_path.iterdir())  # nothing rendered for a refused request
