@@ -113,15 +113,18 @@ def videomae_references(run, dataset, n_clips: int = 256, seed: int = 1234) -> d
 
 def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = False,
             settings: dict[str, object] | None = None, tag: str = "",
-            val_per_class: int = VAL_PER_CLASS) -> dict:  # fmt: skip
+            val_per_class: int = VAL_PER_CLASS, knn_every: int | None = None) -> dict:  # fmt: skip
     """Train (or reuse) one run and evaluate it and its floor. Runs in a worker process. ``smoke``: 2 steps;
     ``settings``: overrides of the preset (``--set``), the run named ``<method>[-<tag>]-seed<seed>``;
     ``val_per_class``: the k-NN's validation crops per photo (reports ``eval/knn[_untrained]_val<N>.json``
-    unless it is the study set's 20)."""
+    unless it is the study set's 20); ``knn_every``: the k-NN of the encoder on the study set every N steps while it
+    trains (`run.knn_every`: changes nothing it learns; a run reused from before keeps the curve it has)."""
     import torch
 
     from wtours.store import RunDir
+    from wtours.trainers.evaluation.compare import load_run
     from wtours.trainers.evaluation.knn import run_knn
+    from wtours.trainers.evaluation.monitor import KnnMonitor
     from wtours.trainers.training.config import load_config
     from wtours.trainers.training.engine import pretrain
     from wtours.trainers.training.resume import trained_otherwise
@@ -135,6 +138,11 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         **({"optim.epochs": 1, "optim.steps_per_epoch": 2, "run.log_every": 1} if smoke else {}), **(settings or {}),
     }  # fmt: skip
     config = load_config(f"{method}_study_cpu", overrides)
+    options = config.options
+    image_size = getattr(options, "global_crops_size", None) or options.crop_size
+    if knn_every:
+        monitoring = {"run.knn_every": knn_every, "run.knn_data": str(labelled), "run.knn_image_size": image_size}
+        config = load_config(f"{method}_study_cpu", {**overrides, **monitoring})
     run = RunDir(config.run_dir)
     if run.root.exists() and trained_otherwise(run.config_path, config):  # e.g. the preset changed since
         print(f"{name}: trained with other settings than {method}_study_cpu gives now; training it again", flush=True)
@@ -143,11 +151,10 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     trained_now = not run.is_finished()
     dataset = study_dataset(config, walk, truth_path) if trained_now or method == "videomae" else None
     if trained_now:
-        pretrain(config, dataset, resume=run.checkpoint_path.exists(), show_progress=False)
+        pretrain(config, dataset, resume=run.checkpoint_path.exists(), show_progress=False,
+                 monitor=KnnMonitor.of(config, study_set=lambda: labelled, announce=False))  # fmt: skip
     summary = run.summary()
     train_s = time.perf_counter() - began
-    options = config.options
-    image_size = getattr(options, "global_crops_size", None) or options.crop_size
     knn = {}
     for untrained in (False, True):
         report_path = run.knn_path(untrained=untrained)
@@ -174,6 +181,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         "floor": knn[True],
         "gain": knn[False] - knn[True],
         "val_crops": val_crops,
+        "knn_curve": [[step, top1[K]] for step, top1 in load_run(run.root).knn_curve if K in top1],
         **({"reference_losses": references} if references else {}),
     }
 
@@ -195,6 +203,31 @@ def verdict(method: str, rows: list[dict]) -> tuple[bool, str]:
         half = t.ppf(0.975, len(rows) - 1) * spread / math.sqrt(len(rows))
         sd = f" (sd {spread:.1f} over seeds; 95 % interval of the mean {gain - half:+.1f} to {gain + half:+.1f})"
     return ok, f"k-NN {gain:+.1f} points{sd}, loss {-drop:+.0f} %"
+
+
+def curve_tables(rows: list[dict]) -> list[str]:
+    """Per method, the k-NN of each run's encoder at each measured step (--knn-every), step 0 being the floor;
+    "first above" is the first step from which every later score stays above it."""
+    lines: list[str] = []
+    for method in dict.fromkeys(row["method"] for row in rows):
+        traced = [row for row in rows if row["method"] == method and row.get("knn_curve")]
+        if not traced:
+            continue
+        steps = sorted({step for row in traced for step, _ in row["knn_curve"]})
+        lines += ["", f"| {method}: k-NN top-1 (k={K}) after step | " + " | ".join(map(str, steps)) +
+                  " | first above the floor |", "|---|" + "---:|" * (len(steps) + 1)]  # fmt: skip
+        for row in traced:
+            curve = dict(row["knn_curve"])
+            floor = curve.get(0)
+            above = None
+            if floor is not None:
+                for step in sorted(curve, reverse=True):
+                    if curve[step] <= floor:
+                        break
+                    above = step
+            cells = [f"{curve[step]:.1f}" if step in curve else "" for step in steps]
+            lines.append(f"| seed {row['seed']} | " + " | ".join(cells) + f" | {above if above is not None else '-'} |")
+    return lines
 
 
 def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
@@ -221,6 +254,7 @@ def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
             f" | {row['reference_losses']['inpainting']:.3f} |"
             for row in references
         ]
+    lines += curve_tables(rows)
     lines += ["", "| method | target | mean over seeds | met |", "|---|---|---|---|"]
     for method in methods:
         ok, figures = verdict(method, [row for row in rows if row["method"] == method])
@@ -258,7 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         help=f"k-NN validation crops per photo (default {VAL_PER_CLASS}, the study set's 400); another N scores the"
         " same runs on a larger or smaller set, reported in study[-TAG]-val<N>.md/.json (no figures)",
     )
+    parser.add_argument(
+        "--knn-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also score each run's k-NN every N steps while it trains (run.knn_every; about 5 s each on a CPU): "
+        "the curve from the floor at step 0, in study[-TAG].md/.json. Changes nothing a run learns",
+    )
     args = parser.parse_args(argv)
+    if args.knn_every is not None and args.knn_every < 1:
+        parser.error(f"--knn-every must be at least 1, got {args.knn_every}")
     if args.val_per_class < 1:
         parser.error(f"--val-per-class must be at least 1, got {args.val_per_class}")
 
@@ -285,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     order = {"dora": 0, "dino": 1, "videomae": 2}
     plan = sorted(((m, s) for m in args.methods for s in args.seeds), key=lambda item: (order[item[0]], item[1]))
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    common = (str(args.workdir), args.threads, args.smoke, settings, args.tag, args.val_per_class)
+    common = (str(args.workdir), args.threads, args.smoke, settings, args.tag, args.val_per_class, args.knn_every)
     if args.jobs == 1:
         rows = [run_one(m, s, *common) for m, s in plan]
     else:

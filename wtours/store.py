@@ -18,7 +18,8 @@ Layout under the data directory (``--data-dir`` or ``$WTOURS_DATA_DIR``, default
 A pretraining run is one folder (``runs/<name>/`` by default, outside the data directory)::
 
     config.yaml                the resolved config the run trains with
-    metrics.jsonl              one line per logged step: step, epoch, loss, lr, ...
+    metrics.jsonl              one line per logged step: step, epoch, loss, lr, ...; with run.knn_every also
+                               step, knn_top1 (the k-NN curve while training)
     checkpoint.pt              everything a --resume needs
     encoder_init.safetensors   the encoder at step 0 (+ .json): the floor of ``eval ... --untrained``
     encoder.safetensors        the trained encoder (+ .json), once the run is finished

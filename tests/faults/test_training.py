@@ -117,7 +117,8 @@ def test_resume_refuses_changed_settings_naming_each_and_allows_more_epochs(stop
     line = assert_one_line_error(stopped_run("--resume", "--batch-size", "2", "--lr", "0.1"), code=2)
     assert line == (f"error: cannot resume {run}: its checkpoint was trained with other settings: optim.batch_size "
                     "4 -> 2; optim.lr 0.02 -> 0.1. Only data.data_dir, data.num_workers, optim.epochs, "
-                    "run.checkpoint_every, run.compile, run.device, run.log_every may change on --resume; "
+                    "run.checkpoint_every, run.compile, run.device, run.knn_data, run.knn_every, "
+                    "run.knn_image_size, run.log_every may change on --resume; "
                     "start a new run (--name) instead")  # fmt: skip
     line = assert_one_line_error(stopped_run("--resume", preset="dora_tiny_cpu"), "method dino -> dora", code=2)
     assert line.startswith(f"error: cannot resume {run}: its checkpoint was trained with other settings: method "

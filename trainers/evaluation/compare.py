@@ -3,7 +3,8 @@
 A run is the folder ``pretrain`` writes, plus whatever ``wtours eval`` put in its ``eval/`` folder::
 
     runs/<name>/config.yaml            method, backbone, data (video_ids / data_dir: the pretraining videos)
-    runs/<name>/metrics.jsonl          one line per logged step: step, epoch, loss, lr, ...
+    runs/<name>/metrics.jsonl          one line per logged step: step, epoch, loss, lr, ...; with run.knn_every,
+                                       also step, knn_top1: {k: percent} (the k-NN curve, step 0 = the floor)
     runs/<name>/summary.json           steps_done, total_steps (absent while the run is unfinished)
     runs/<name>/encoder.safetensors    the exported encoder (for the attention maps)
     runs/<name>/eval/knn.json          wtours eval knn RUN       top1: {k: percent}
@@ -11,10 +12,11 @@ A run is the folder ``pretrain`` writes, plus whatever ``wtours eval`` put in it
     runs/<name>/eval/linear.json       wtours eval linear RUN    top1 / best_top1: fraction
     runs/<name>/eval/davis/summary.json wtours eval davis RUN    JF_mean, J_mean, F_mean: fractions
 
-`compare_runs` writes, into one folder: ``loss_curves``, ``eval_by_method``, ``eval_by_videos`` and (given
-images) ``attention`` as PNG and PDF; ``results.md``, ``results.csv``, ``results.tex``; and ``runs.json``
-with everything gathered. A missing measurement is "—" in the tables, empty in the CSV and "n/a" in the
-figures. All accuracies are percent; the linear probe reports its best epoch, as DINO's script does.
+`compare_runs` writes, into one folder: ``loss_curves``, ``eval_by_method``, ``eval_by_videos``, (when a run
+logged one) ``knn_curves`` and (given images) ``attention`` as PNG and PDF; ``results.md``, ``results.csv``,
+``results.tex``; and ``runs.json`` with everything gathered. A missing measurement is "—" in the tables, empty in
+the CSV and "n/a" in the figures. All accuracies are percent; the linear probe reports its best epoch, as DINO's
+script does.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class RunRecord:
     steps_per_epoch: float | None = None
     loss_steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    knn_curve: list[tuple[int, dict[int, float]]] = field(default_factory=list)  # (step, k -> percent) while training
     knn_top1: dict[int, float] = field(default_factory=dict)  # k -> percent
     knn_untrained_top1: dict[int, float] = field(default_factory=dict)  # the architecture untrained, k -> percent
     linear_top1: float | None = None  # percent
@@ -103,19 +106,23 @@ def _arch_label(backbone: dict[str, Any]) -> str:
     return label
 
 
-def _read_metrics(path: Path) -> tuple[list[int], list[float]]:
-    steps, losses = [], []
+def _read_metrics(path: Path) -> tuple[list[int], list[float], list[tuple[int, dict[int, float]]]]:
+    """The logged (step, loss) lines, and the k-NN curve of `run.knn_every` (step, k -> percent)."""
+    steps, losses, knn_curve = [], [], []
     if not path.is_file():
-        return steps, losses
+        return steps, losses, knn_curve
     for line in path.read_text(encoding="utf-8").splitlines():
         try:  # a run killed mid-write leaves a partial last line
             record = json.loads(line)
+            if "knn_top1" in record:
+                knn_curve.append((int(record["step"]), {int(k): float(v) for k, v in record["knn_top1"].items()}))
+                continue
             step, loss = int(record["step"]), float(record["loss"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
         steps.append(step)
         losses.append(loss)
-    return steps, losses
+    return steps, losses, knn_curve
 
 
 def load_run(run_dir: Path) -> RunRecord:
@@ -146,7 +153,7 @@ def load_run(run_dir: Path) -> RunRecord:
         config=config,
         has_encoder=files.encoder_path.is_file(),
     )
-    record.loss_steps, record.losses = _read_metrics(files.metrics_path)
+    record.loss_steps, record.losses, record.knn_curve = _read_metrics(files.metrics_path)
     summary = files.summary() or {}
     record.steps_done = summary.get("steps_done", record.loss_steps[-1] if record.loss_steps else None)
     record.total_steps = summary.get("total_steps")
@@ -351,6 +358,37 @@ def draw_loss_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]
     return _save_figure(figure, out_stem)
 
 
+def draw_knn_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]:
+    """The k-NN top-1 of each run's encoder while it trained (`run.knn_every`; k = 20 where logged), one line per
+    run, its step-0 value (the untrained floor) dashed in the same colour. Nothing is drawn when no run logged it."""
+    from matplotlib.figure import Figure
+
+    traced = [record for record in records if record.knn_curve]
+    if not traced:
+        return []
+    by_epoch = all(record.steps_per_epoch for record in traced)
+    figure = Figure(figsize=(5.2, 3.4), layout="constrained")
+    panel = figure.subplots()
+    colors = _colors([record.label for record in records])
+    ks = set()
+    for record in traced:
+        k = 20 if all(20 in top1 for _, top1 in record.knn_curve) else min(record.knn_curve[0][1])
+        ks.add(k)
+        scale = record.steps_per_epoch if by_epoch else 1.0
+        x = [step / scale for step, _ in record.knn_curve]
+        y = [top1[k] for _, top1 in record.knn_curve]
+        color = colors[record.label]
+        panel.plot(x, y, color=color, marker="o", markersize=3, linewidth=1.4, label=record.label)
+        if record.knn_curve[0][0] == 0:
+            panel.axhline(y[0], color=color, linestyle="--", linewidth=0.9, alpha=0.7)
+    k_label = ", ".join(str(k) for k in sorted(ks))
+    panel.set(title=f"k-NN top-1 while training (k={k_label}; dashed: step 0)", xlabel="epoch" if by_epoch else
+              "step", ylabel="%")  # fmt: skip
+    panel.grid(alpha=0.3)
+    panel.legend(fontsize=7)
+    return _save_figure(figure, out_stem)
+
+
 def _measurements(records: Sequence[RunRecord]) -> list[tuple[str, list[float | None]]]:
     """(panel title, value per run in percent or None) for every measurement at least one run has."""
     ks = sorted({k for record in records for k in record.knn_top1})
@@ -477,6 +515,7 @@ def compare_runs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = draw_loss_curves(records, out_dir / "loss_curves")
+    written += draw_knn_curves(records, out_dir / "knn_curves")
     written += draw_evaluation_bars(records, out_dir / "eval_by_method", "method")
     written += draw_evaluation_bars(records, out_dir / "eval_by_videos", "videos")
     if attention_images:

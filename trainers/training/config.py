@@ -37,6 +37,20 @@ class RunConfig(Section):
     compile: bool = False
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
     log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
+    knn_every: int | None = Field(
+        None,
+        ge=1,
+        description="steps between k-NN scores of the encoder while it trains (at step 0, every N steps and at the "
+        "end, into metrics.jsonl; `wtours compare` draws the curve); changes nothing the run learns. None = off",
+    )
+    knn_data: Path | None = Field(
+        None,
+        description="labelled set (train/<class>/*, val/<class>/*) for run.knn_every; None = the built-in study set, "
+        "written once to data/labelled/study (`wtours pretrain`; the CPU study passes its own)",
+    )
+    knn_image_size: int | None = Field(
+        None, ge=16, description="centre crop for run.knn_every; None = 64 on the built-in study set, else 224"
+    )
 
 
 class BackboneConfig(Section):

@@ -8,7 +8,9 @@ where the killed one stopped.
 
 `pretrain` reads as its steps: `TrainingRun.start` (device, data order, the method, optimizer, schedules; a
 resumed run's checkpoint; the run folder), `TrainingRun.train_until` (epochs of steps, logging, checkpoints),
-`TrainingRun.finish` (last checkpoint, exported encoder, summary).
+`TrainingRun.finish` (last checkpoint, exported encoder, summary). A `Monitor` (given by the caller: the engine
+imports no evaluation) measures the encoder at step 0, every ``monitor.every`` steps and at the end, into the
+same ``metrics.jsonl``; it runs between steps, each of which seeds itself, so it changes nothing the run learns.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -50,6 +52,15 @@ class RunResult:
     encoder_path: Path | None
     replicas_agree: bool
     is_main_process: bool
+
+
+class Monitor(Protocol):
+    """A measurement of the encoder while it trains (`wtours.trainers.evaluation.monitor.KnnMonitor`): called on
+    the main process with the method after ``step`` steps, it returns the fields of that step's metrics line."""
+
+    every: int
+
+    def __call__(self, step: int, method: Method) -> dict[str, Any]: ...
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -151,7 +162,9 @@ class MetricsLog:
         if not enabled:
             return
         kept = []
-        if path.is_file():  # a resumed run drops lines from steps that the checkpoint does not contain
+        # A resumed run drops lines from steps that the checkpoint does not contain; one from step 0 (nothing
+        # checkpointed yet) drops them all, the monitor's step-0 line included, which it writes again.
+        if path.is_file() and keep_up_to_step > 0:
             for line in path.read_text(encoding="utf-8").splitlines():
                 with contextlib.suppress(ValueError):
                     if json.loads(line)["step"] <= keep_up_to_step:
@@ -226,14 +239,16 @@ def pretrain(
     resume: bool = False,
     stop_after_steps: int | None = None,
     show_progress: bool = True,
+    monitor: Monitor | None = None,
 ) -> RunResult:
     """Train ``config.method`` on ``dataset`` and write ``runs/<name>/`` (config, metrics, checkpoint,
     exported encoder). ``stop_after_steps`` ends this invocation early with a checkpoint (time-sliced jobs);
-    ``resume`` continues from ``checkpoint.pt``."""
+    ``resume`` continues from ``checkpoint.pt``; ``monitor`` measures the encoder as it trains."""
     device = resolve_device(config.run.device)
     process = distributed.setup(device.type)
     try:
         run = TrainingRun.start(config, dataset, device, process, resume=resume)
+        run.monitor = monitor
         end_step = run.total_steps
         if stop_after_steps is not None:
             end_step = min(end_step, run.start_step + stop_after_steps)
@@ -287,6 +302,7 @@ class TrainingRun:
     optimization: Optimization
     metrics: MetricsLog
     start_step: int
+    monitor: Monitor | None = None
 
     @property
     def total_steps(self) -> int:
@@ -400,6 +416,8 @@ class TrainingRun:
         self.method.train()
         step, last_loss = self.start_step, float("nan")
         with progress:
+            if step == 0:
+                self.measure(step, log)  # the floor: the encoder before any step
             while step < end_step:
                 for batch in self.loader(step):
                     loss_value, grad_norm, extra, state = self.take_step(step, batch)
@@ -413,9 +431,20 @@ class TrainingRun:
                         progress.advance(step)
                     if step % self.config.run.checkpoint_every == 0 and step < end_step:
                         self.save(step)
+                    if self.monitor is not None and (step % self.monitor.every == 0 or step == self.total_steps):
+                        self.measure(step, log)
                     if step >= end_step or step % self.steps_per_epoch == 0:
                         break
         return step, last_loss
+
+    def measure(self, step: int, log: _IntervalLog) -> None:
+        """The monitor's metrics line after ``step`` steps (main process; the others wait at the next step's
+        gradient exchange); the time it takes is left out of the next throughput figure."""
+        if self.monitor is None or not self.process.is_main:
+            return
+        record = {"step": step, **self.monitor(step, self.method)}
+        self.metrics.write(record)
+        log.began = time.perf_counter()
 
     def finish(self, step: int, last_loss: float) -> RunResult:
         """The last checkpoint; once every step is done, the exported encoder; the summary."""

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from wtours.trainers.training.config import TrainConfig
 
 FREE_KEYS = frozenset(
-    {"run.log_every", "run.checkpoint_every", "data.num_workers", "run.name", "run.output_dir", "data.data_dir"}
+    {"run.log_every", "run.checkpoint_every", "data.num_workers", "run.name", "run.output_dir", "data.data_dir",
+     "run.knn_every", "run.knn_data", "run.knn_image_size"}
 )
 NOTICED_KEYS = {
     "optim.epochs": "the schedules (lr, weight decay, teacher momentum, DINO's teacher temperature) are recomputed "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -145,13 +146,24 @@ def pretrain(request: PretrainRequest, *, show_progress: bool = True) -> Pretrai
     config = resolve_config(request.method, request.preset, request.overrides())
     if request.show_config:
         return PretrainResult(config)
+    from wtours.trainers.evaluation.monitor import KnnMonitor
     from wtours.trainers.training.data import training_data
     from wtours.trainers.training.engine import pretrain as train
 
+    # run.knn_every: the k-NN curve, measured by the main process only (under torchrun, RANK 0); without
+    # run.knn_data on the built-in study set, where `wtours eval knn` writes it too
+    monitor = None
+    if os.environ.get("RANK", "0") == "0":
+        monitor = KnnMonitor.of(config, study_set=_study_set, announce=show_progress)
     result = train(
         config, training_data(config, request.videos), resume=request.resume, stop_after_steps=request.stop_after,
-        show_progress=show_progress,
+        show_progress=show_progress, monitor=monitor,
     )  # fmt: skip
     return PretrainResult(config, result)
 
 
+def _study_set() -> Path:
+    from wtours.sample.study import make_study_labelled_set
+    from wtours.workflows.evaluate import LabelledSetRequest
+
+    return make_study_labelled_set(LabelledSetRequest.model_fields["sample_dir"].default)
