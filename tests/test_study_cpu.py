@@ -34,7 +34,7 @@ def test_study_presets_load(method: str) -> None:
 def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(tmp_path: Path, capsys) -> None:
     study = load_script()
     status = study.main(["--methods", "dino", "videomae", "--seeds", "0", "--smoke", "--jobs", "1",
-                         "--workdir", str(tmp_path)])  # fmt: skip
+                         "--workdir", str(tmp_path), "--knn-every", "1"])  # fmt: skip
     assert status in (0, 1)  # 2 steps need not meet the targets
     report = json.loads((tmp_path / "study.json").read_text())
     rows = {row["method"]: row for row in report["rows"]}
@@ -49,6 +49,12 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
         assert 100 / 20 < row["floor"] < 100 and row["gain"] == pytest.approx(row["knn"] - row["floor"])
     table = (tmp_path / "study.md").read_text()
     assert "| dino | 0 | 2 |" in table and "| videomae | 0 | 2 |" in table
+    # --knn-every 1: each run's k-NN after steps 0, 1, 2, from its floor to its score, tabulated per method.
+    for method, row in rows.items():
+        assert [step for step, _ in row["knn_curve"]] == [0, 1, 2]
+        assert row["knn_curve"][0][1] == pytest.approx(row["floor"])
+        assert row["knn_curve"][-1][1] == pytest.approx(row["knn"])
+        assert f"| {method}: k-NN top-1 (k=20) after step | 0 | 1 | 2 | first above the floor |" in table
     assert f"trained in {trained_in}; k-NN on 400 validation crops." in table
     assert (tmp_path / "comparison" / "results.md").is_file()
     # VideoMAE's reference losses: all zeros scores (n - 1) / n on unit-variance (unbiased) tubelets of n pixels,
