@@ -442,9 +442,10 @@ class TrainingRun:
         gradient exchange); the time it takes is left out of the next throughput figure."""
         if self.monitor is None or not self.process.is_main:
             return
+        began = time.perf_counter()
         record = {"step": step, **self.monitor(step, self.method)}
         self.metrics.write(record)
-        log.began = time.perf_counter()
+        log.began += time.perf_counter() - began  # the interval's images keep their training time, not this
 
     def finish(self, step: int, last_loss: float) -> RunResult:
         """The last checkpoint; once every step is done, the exported encoder; the summary."""

@@ -4,6 +4,7 @@ measured between steps without changing what the run learns."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,32 @@ def test_a_knn_set_that_is_not_a_labelled_set_is_refused_before_any_step(
         KnnMonitor.of(unnamed)  # a room has no built-in set of its own: the workflow passes it
     assert KnnMonitor.of(tiny_config(tmp_path / "runs")) is None  # off unless asked for
     assert not (tmp_path / "runs").exists()
+
+
+class _SlowMonitor:
+    """A monitor that takes far longer than a step, as scoring a real encoder does."""
+
+    every = 1
+
+    def __call__(self, step: int, method) -> dict:
+        time.sleep(0.3)
+        return {"slow": step}
+
+
+def test_throughput_counts_the_steps_of_an_interval_and_not_the_scoring_between_them(
+    tmp_path: Path, tiny_config, sample_frames
+) -> None:
+    common = {"optim.steps_per_epoch": 8, "optim.epochs": 1, "run.log_every": 4}
+    pretrain(tiny_config(tmp_path / "runs", **{"run.name": "plain", **common}), sample_frames, show_progress=False)
+    result = pretrain(tiny_config(tmp_path / "runs", **{"run.name": "scored", **common}), sample_frames,
+                      show_progress=False, monitor=_SlowMonitor())  # fmt: skip
+
+    def throughput(run_dir: Path) -> list[float]:
+        return [line["images_per_s"] for line in _lines(run_dir) if "images_per_s" in line]
+
+    plain, scored = throughput(tmp_path / "runs" / "plain"), throughput(result.run_dir)
+    assert [line["slow"] for line in _lines(result.run_dir) if "slow" in line] == list(range(9))
+    # Counting the 0.3 s of scoring would divide the figure by about ten; counting only the steps since the last
+    # scoring (one of the interval's four) would multiply it by four.
+    for alone, beside in zip(plain, scored, strict=True):
+        assert alone / 2.5 < beside < alone * 2.5, (plain, scored)
