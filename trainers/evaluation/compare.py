@@ -389,19 +389,36 @@ def draw_knn_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]:
     return _save_figure(figure, out_stem)
 
 
-def _measurements(records: Sequence[RunRecord]) -> list[tuple[str, list[float | None]]]:
-    """(panel title, value per run in percent or None) for every measurement at least one run has."""
+@dataclass
+class Panel:
+    """One panel of the evaluation bars: a value per run in percent (None: not measured) and, for k-NN, the
+    run's untrained floor at the same k (None: not measured), drawn across its bar."""
+
+    title: str
+    values: list[float | None]
+    floors: list[float | None]
+
+
+def evaluation_panels(records: Sequence[RunRecord]) -> list[Panel]:
+    """The panels for every measurement at least one run has: k-NN at each k, the linear probe, DAVIS J&F."""
     ks = sorted({k for record in records for k in record.knn_top1})
-    panels = [(f"k-NN top-1, k={k}", [record.knn_top1.get(k) for record in records]) for k in ks]
-    panels.append(("linear top-1", [record.linear_top1 for record in records]))
-    panels.append(("DAVIS J&F", [record.davis.get("JF") for record in records]))
+    panels = [
+        Panel(f"k-NN top-1, k={k}", [record.knn_top1.get(k) for record in records],
+              [record.knn_untrained_top1.get(k) for record in records])
+        for k in ks
+    ]  # fmt: skip
+    nothing: list[float | None] = [None] * len(records)
+    panels.append(Panel("linear top-1", [record.linear_top1 for record in records], nothing))
+    panels.append(Panel("DAVIS J&F", [record.davis.get("JF") for record in records], nothing))
     return panels
 
 
 def draw_evaluation_bars(records: Sequence[RunRecord], out_stem: Path, group_by: str) -> list[Path]:
     """One panel per measurement, one bar per run, runs grouped (and coloured) by ``group_by`` ("method" or
-    "videos"); a run without the measurement gets an "n/a" marker instead of a bar."""
+    "videos"); a run without the measurement gets an "n/a" marker instead of a bar. A k-NN bar is crossed by a
+    dashed line at the same network's untrained score (the floor), where `eval knn --untrained` measured it."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     groups = list(dict.fromkeys(getattr(record, group_by) for record in records))
@@ -413,23 +430,31 @@ def draw_evaluation_bars(records: Sequence[RunRecord], out_stem: Path, group_by:
         positions.append(x)
         previous = group
     group_colors = _colors(groups)
-    panels = _measurements(records)
+    panels = evaluation_panels(records)
     figure = Figure(figsize=(max(3.0, 0.5 * len(records) + 1.5) * len(panels), 3.6), layout="constrained")
-    for ax, (title, values) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+    for ax, panel in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
         for position, index in zip(positions, order, strict=True):
-            value = values[index]
+            value, floor = panel.values[index], panel.floors[index]
+            if floor is not None:
+                ax.hlines(floor, position - 0.45, position + 0.45, colors="black", linestyles="--", linewidth=1.2,
+                          zorder=3)  # fmt: skip
             color = group_colors[getattr(records[index], group_by)]
             if value is None:
                 ax.plot(position, 1.5, marker="x", color="0.5")
                 ax.text(position, 4, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color="0.4")
             else:
                 ax.bar(position, value, width=0.8, color=color)
-                ax.text(position, value + 1, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
+                top = value if floor is None else max(value, floor)  # the label clears the floor line
+                ax.text(position, top + 1, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(positions, [records[index].label for index in order], rotation=35, ha="right", fontsize=7)
-        ax.set(title=title, ylabel="%", ylim=(0, 105), xlim=(positions[0] - 0.8, positions[-1] + 0.8))
+        ax.set(title=panel.title, ylabel="%", ylim=(0, 105), xlim=(positions[0] - 0.8, positions[-1] + 0.8))
         ax.grid(axis="y", alpha=0.3)
-    handles = [Patch(color=group_colors[group]) for group in groups]
-    figure.legend(handles, groups, loc="outside upper center", ncols=min(4, len(groups)), fontsize=8,
+    handles: list[Any] = [Patch(color=group_colors[group]) for group in groups]
+    labels = list(groups)
+    if any(floor is not None for panel in panels for floor in panel.floors):
+        handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.2))
+        labels.append("untrained (step 0)")
+    figure.legend(handles, labels, loc="outside upper center", ncols=min(4, len(labels)), fontsize=8,
                   title="pretraining videos" if group_by == "videos" else "method", title_fontsize=8)  # fmt: skip
     return _save_figure(figure, out_stem)
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from wtours.cli import app
 from wtours.errors import WtoursError
 from wtours.store import RunDir
-from wtours.trainers.evaluation.compare import compare_runs
+from wtours.trainers.evaluation.compare import compare_runs, evaluation_panels, gather_runs
 from wtours.trainers.training.engine import pretrain
 
 FIGURES = ("loss_curves", "eval_by_method", "eval_by_videos")
@@ -165,3 +165,18 @@ def test_eval_results_of_a_run_default_to_its_eval_folder(tmp_path: Path) -> Non
     assert RunDir.holding(run_dir).davis_dir == run_dir / "eval" / "davis"
     assert RunDir.holding(run_dir / "encoder.safetensors").knn_path() == run_dir / "eval" / "knn.json"
     assert RunDir.holding(tmp_path / "elsewhere.safetensors") is None
+
+
+def test_each_knn_bar_is_drawn_beside_its_own_untrained_floor(tmp_path: Path) -> None:
+    floored, unfloored = tmp_path / "dino-a", tmp_path / "dora-b"
+    write_run_by_hand(floored, "dino", None, [5.0, 4.0], evaluations={
+        "knn.json": {"top1": {"10": 61.0, "20": 58.5}}, "knn_untrained.json": {"top1": {"10": 59.0, "20": 56.5}},
+    })  # fmt: skip
+    write_run_by_hand(unfloored, "dora", None, [5.0, 4.0], evaluations={"knn.json": {"top1": {"20": 51.0}}})
+    records = gather_runs([floored, unfloored])
+    panels = {panel.title: panel for panel in evaluation_panels(records)}
+    assert panels["k-NN top-1, k=10"].values == [61.0, None] and panels["k-NN top-1, k=10"].floors == [59.0, None]
+    assert panels["k-NN top-1, k=20"].values == [58.5, 51.0] and panels["k-NN top-1, k=20"].floors == [56.5, None]
+    assert panels["linear top-1"].floors == [None, None]
+    written = compare_runs([floored, unfloored], tmp_path / "out")
+    assert {"eval_by_method.png", "eval_by_method.pdf"} <= set(written)
