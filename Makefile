@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make demo DEMO_ARGS=--full`: the study presets in full, long enough for each to pass its floor.
+DEMO_ARGS ?=
 
 .PHONY: venv test demo lint clean
 
@@ -28,7 +30,7 @@ test: $(STAMP) $(ASSETS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP) $(ASSETS)
-	$(BIN)/wtours demo --detector .cache/assets/yolov3-tiny/yolov3-tiny.cfg
+	$(BIN)/wtours demo --detector .cache/assets/yolov3-tiny/yolov3-tiny.cfg $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

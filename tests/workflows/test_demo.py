@@ -95,6 +95,7 @@ def test_demo_runs_every_stage_on_the_sample_and_a_rerun_redoes_nothing(tmp_path
     assert (workdir / "comparison" / "loss_curves.pdf").is_file()
     assert (workdir / "tracks" / "dora-study.gif").is_file()
     assert (workdir / "videomae-reconstruction.png").is_file()
+    assert f"wtours demo --workdir {workdir} --full" in first.stdout  # how to see them learn
 
     kept = [*videos.iterdir(), *(workdir / "source").glob("*.mp4"), *(data / "figures").iterdir(),
             *runs.glob("*/checkpoint.pt")]  # fmt: skip
@@ -137,7 +138,7 @@ def test_stages_without_their_optional_dependencies_say_so_and_step_aside(tmp_pa
 def test_a_finished_run_from_another_preset_is_trained_again_and_an_older_config_is_read_with_defaults(tmp_path):
     from wtours.store import RunDir
     from wtours.trainers.training.config import config_to_tree, load_config
-    from wtours.workflows.demo import DEMO_CLIP, RUN_SETTINGS, _trained_otherwise
+    from wtours.workflows.demo import DemoRun, _trained_otherwise
 
     def written(method: str, tree: dict) -> RunDir:
         files = RunDir(tmp_path / method)
@@ -146,8 +147,7 @@ def test_a_finished_run_from_another_preset_is_trained_again_and_an_older_config
         return files
 
     for method in METHODS:
-        overrides = {"data.frames_per_clip": DEMO_CLIP["frames_per_clip"], "data.stride": DEMO_CLIP["stride"],
-                     "run.log_every": 4, **RUN_SETTINGS[method]}  # fmt: skip
+        overrides = DemoRun(tmp_path, seconds=2.0).run_settings(method)
         tree = config_to_tree(load_config(f"{method}_study_cpu", overrides))
         tree["data"]["data_dir"], tree["run"]["name"] = "elsewhere", "renamed"  # not what the network learns
         assert not _trained_otherwise(written(method, tree), method, overrides)
@@ -157,3 +157,28 @@ def test_a_finished_run_from_another_preset_is_trained_again_and_an_older_config
         assert _trained_otherwise(written(method, older), method, overrides) == held, method
         tree["optim"]["lr"] *= 2
         assert _trained_otherwise(written(method, tree), method, overrides)
+
+
+def test_full_trains_each_study_preset_for_the_studys_steps_beside_the_short_runs(tmp_path):
+    from wtours.trainers.training.config import load_config
+    from wtours.workflows.demo import DemoRequest, DemoRun
+
+    assert DemoRequest().full is False and DemoRequest(full=True).full is True
+    short, full = DemoRun(tmp_path, seconds=2.0), DemoRun(tmp_path, seconds=2.0, full=True)
+    study_steps = {"dino": 600, "dora": 1590, "videomae": 520}  # benchmarks/study_cpu.py's runs
+    for method in METHODS:
+        assert full.run_dir(method).root.name == f"{method}-study-full" != short.run_dir(method).root.name
+        preset = load_config(f"{method}_study_cpu", {})
+        whole, cut = (load_config(f"{method}_study_cpu", run.run_settings(method)) for run in (full, short))
+        assert whole.optim.epochs * whole.optim.steps_per_epoch == study_steps[method], method
+        assert cut.optim.epochs * cut.optim.steps_per_epoch <= 48
+        # Everything else the preset says stands: its schedules, temperatures, views and optimiser.
+        for section in ("optim", "backbone"):
+            mine, theirs = getattr(whole, section).model_dump(), getattr(preset, section).model_dump()
+            changed = {key for key in mine if mine[key] != theirs[key]}
+            assert changed <= {"steps_per_epoch", "batch_size"}, (method, changed)
+        assert whole.options == preset.options, method
+        assert whole.data.mode == "any_start"  # every valid start: the 222 index clips would cap an epoch at 13 steps
+    # DINO sees each 2-frame clip as 2 images: 16 clips are the preset's 32 images per step.
+    dino = load_config("dino_study_cpu", full.run_settings("dino"))
+    assert dino.optim.batch_size * dino.data.frames_per_clip == load_config("dino_study_cpu", {}).optim.batch_size

@@ -9,13 +9,15 @@ eval, compare. Everything lands in one folder::
     <workdir>/manifest.yaml   the manifest the demo fetched (loopback URLs, valid while it ran)
     <workdir>/data/           the data directory: videos/<id>.mp4 + <id>.json, then analysis/, clips/ ...
     <workdir>/runs/           dino-study, dora-study, videomae-study: each with eval/knn.json beside its floor
+                              (with --full: dino-study-full, ...)
     <workdir>/labelled/       the study set the runs are evaluated on
-    <workdir>/comparison/     `wtours compare` of the three runs
+    <workdir>/comparison/     `wtours compare` of the three runs (with --full: comparison-full/)
 
 The walk and the movie check the analysis against their truth (cuts, lightness); the runs pretrain on the study
 walk (20 real photographs, 128 x 96, 8 fps, a cut between photos) with the presets ``*_study_cpu`` cut short,
 and each is evaluated by k-NN on the study set beside its floor, the same network before training: the point
-is a falling loss and the floor beside each number (``benchmarks/study_cpu.py`` runs the presets in full).
+is a falling loss and the floor beside each number. ``--full`` trains the presets in full instead (the step counts
+of ``benchmarks/study_cpu.py``), long enough for each k-NN to pass its floor.
 
 Every stage is a small function of the run in STAGES, in order, and idempotent: re-running the demo redoes
 nothing that is already done.
@@ -56,6 +58,16 @@ RUN_SETTINGS: dict[str, dict[str, object]] = {
     "dora": {"optim.epochs": 4, "optim.steps_per_epoch": 8, "optim.warmup_epochs": 0.5, "dora.teacher_temp": 0.04},
     "videomae": {"optim.epochs": 4, "optim.steps_per_epoch": 12, "optim.warmup_epochs": 0.5},
 }
+# --full: each study preset whole, for the step counts of benchmarks/study_cpu.py (DINO 20 epochs of 30 steps of 32
+# images, DoRA 30 of 53 of 16 clips, VideoMAE 10 of 52 of 16 clips) on the demo's clips, which DINO sees as 2 images.
+# Every valid start of a clip is an item (data.mode any_start, as DoRA's and VideoMAE's presets say): about 880 of
+# the study walk's 960 frames, where the 222 index clips alone would cut DINO's epochs to 13 steps.
+FULL_SETTINGS: dict[str, dict[str, object]] = {
+    "dino": {"optim.steps_per_epoch": 30, "optim.batch_size": 16, "data.mode": "any_start"},
+    "dora": {},
+    "videomae": {"optim.steps_per_epoch": 52},
+}
+FULL_THREADS = 4  # torch threads per --full run at most: the tiny networks gain little from more
 METHOD_NAMES = {"dino": "DINO", "dora": "DoRA", "videomae": "VideoMAE"}
 KNN_K = 20
 # Shots of the study walk: 20 photographs, some of them grey textures alike (moon, gravel, brick), panned fast.
@@ -71,6 +83,14 @@ class DemoRequest(Request):
         "there is internet) or a Darknet .cfg with its .weights and coco.names beside it. `make demo` passes "
         "the YOLOv3-tiny COCO detector fetched from the package registry. Default: no objects analysis.",
     )
+    full: bool = Field(
+        False,
+        description="Train each study preset in full (DINO 600 steps, DoRA 1590, VideoMAE 520, as the CPU study "
+        "does) instead of 32-48 steps, so that each k-NN ends above its untrained floor: about 12 minutes on 2 "
+        "CPU cores in fp32, less on CPUs with bf16 instructions (one torch thread per core, at most 4). Runs go "
+        "to runs/<method>-study-full, the comparison to comparison-full/. Without it the runs show each loss "
+        "fall, but are too short to pass the floor.",
+    )
 
 
 @dataclass
@@ -80,6 +100,7 @@ class DemoRun:
     workdir: Path
     seconds: float
     detector: str | None = None  # objects analysis: weights/config path or name; None skips it
+    full: bool = False  # the study presets whole instead of cut to 32-48 steps
     # (what, where) lines of the final summary, and commands worth trying next.
     outputs: list[tuple[str, str]] = field(default_factory=list)
     next_commands: list[str] = field(default_factory=list)
@@ -106,8 +127,20 @@ class DemoRun:
     def labelled_dir(self) -> Path:
         return self.workdir / "labelled"
 
+    @property
+    def suffix(self) -> str:
+        """What names the runs and outputs of --full apart from the short ones beside them."""
+        return "-full" if self.full else ""
+
     def run_dir(self, method: str) -> RunDir:
-        return RunDir(self.runs_dir / f"{method}-study")
+        return RunDir(self.runs_dir / f"{method}-study{self.suffix}")
+
+    def run_settings(self, method: str) -> dict[str, object]:
+        """The overrides of ``<method>_study_cpu`` for this demo's run of it."""
+        clips = {"data.frames_per_clip": DEMO_CLIP["frames_per_clip"], "data.stride": DEMO_CLIP["stride"]}
+        if self.full:
+            return {**clips, **FULL_SETTINGS[method]}
+        return {**clips, "run.log_every": 4, **RUN_SETTINGS[method]}
 
     def report(self) -> None:
         """Where everything is, to stdout (progress went to stderr), one unbroken line per item so that paths
@@ -282,13 +315,14 @@ def curate_sample(run: DemoRun) -> None:
 
 
 @contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny networks on the CPU with one thread: a second one gives them little, and on a machine whose cores
-    other jobs share it costs several times the step (threads wait for each other)."""
+def _torch_threads(count: int = 1) -> Iterator[None]:
+    """Tiny networks on the CPU with ``count`` threads (at most torch's default, one per core). One by default:
+    a second gives a short run little, and on a machine whose cores other jobs share it costs several times the
+    step (threads wait for each other)."""
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, min(count, threads)))
     try:
         yield
     finally:
@@ -307,14 +341,12 @@ def pretrain_methods(run: DemoRun) -> None:
         return
     from wtours.workflows.pretrain import PretrainRequest, pretrain
 
-    for method, settings in RUN_SETTINGS.items():
-        files = run.run_dir(method)
-        overrides = {"data.frames_per_clip": DEMO_CLIP["frames_per_clip"], "data.stride": DEMO_CLIP["stride"],
-                     "run.log_every": 4, **settings}  # fmt: skip
+    for method in RUN_SETTINGS:
+        files, overrides = run.run_dir(method), run.run_settings(method)
         if files.is_finished() and _trained_otherwise(files, method, overrides):
             shutil.rmtree(files.root)  # the demo's own run, from an older preset: its numbers would be stale
         if not files.is_finished():
-            with _one_torch_thread():
+            with _torch_threads(FULL_THREADS if run.full else 1):
                 pretrain(PretrainRequest(
                     preset=f"{method}_study_cpu", name=files.root.name, output_dir=run.runs_dir,
                     data_dir=run.data_dir, only=[STUDY_ID], device="cpu",
@@ -343,7 +375,7 @@ def evaluate_runs(run: DemoRun) -> None:
     runs = {method: run.run_dir(method) for method in RUN_SETTINGS if run.run_dir(method).encoder_path.is_file()}
     if not runs:
         return
-    with _one_torch_thread():
+    with _torch_threads():
         _evaluate(run, runs)
     run.next_commands.append(f"wtours eval linear {next(iter(runs.values())).root} --sample-dir {run.labelled_dir} "
                              "--protocol cached --resize 64 --crop 64   # a linear probe on the study set")  # fmt: skip
@@ -381,7 +413,7 @@ def _evaluate(run: DemoRun, runs: dict[str, RunDir]) -> None:
                                       name=runs["dora"].root.name))  # fmt: skip
         run.outputs.append(("DoRA tracks", f"{strip.with_suffix('.png')}, {strip}"))
     if "videomae" in runs:
-        grid = run.workdir / "videomae-reconstruction.png"
+        grid = run.workdir / f"videomae-reconstruction{run.suffix}.png"
         if not _newer(grid, runs["videomae"].encoder_path):
             eval_reconstruct(ReconstructRequest(run=runs["videomae"].root, video=study_video, out=grid))
         run.outputs.append(("VideoMAE reconstruction", str(grid)))
@@ -401,18 +433,21 @@ def compare_methods(run: DemoRun) -> None:
         return
     from wtours.workflows.compare import CompareRequest, compare
 
-    out_dir = run.workdir / "comparison"
+    out_dir = run.workdir / f"comparison{run.suffix}"
     table = out_dir / "results.md"
     evaluated = [path for files in runs for path in (files.knn_path(), files.knn_path(untrained=True))]
     newest = max(path.stat().st_mtime for path in evaluated if path.is_file())
     if not table.is_file() or table.stat().st_mtime < newest:
         crop = sorted((run.labelled_dir / "val").glob("*/*.png"))[:1]
-        with _one_torch_thread():
+        with _torch_threads():
             compare(CompareRequest(runs=[files.root for files in runs], out=out_dir, images=crop or None,
                                    image_size=64, device="cpu"))  # fmt: skip
     run.outputs.append(("comparison (figures + table)", f"{out_dir}/{{loss_curves,eval_by_method,attention}}.png, "
                         f"{table}, results.csv, results.tex"))  # fmt: skip
     run.next_commands.append(f"wtours compare {' '.join(str(files.root) for files in runs)} --out {out_dir}")
+    if not run.full:
+        run.next_commands.append(f"wtours demo --workdir {run.workdir} --full   # the study presets in full, "
+                                 "long enough for each k-NN to pass its floor (minutes per run)")  # fmt: skip
 
 
 # The demo, in order; each stage is idempotent.
@@ -429,7 +464,7 @@ STAGES: list[Callable[[DemoRun], None]] = [
 
 def demo(request: DemoRequest) -> DemoRun:
     """Run every stage on the embedded sample inside ``request.workdir``; the result says where everything is."""
-    run = DemoRun(request.workdir, request.seconds, request.detector)
+    run = DemoRun(request.workdir, request.seconds, request.detector, full=request.full)
     run.workdir.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     for stage in STAGES:
