@@ -86,7 +86,7 @@ class DemoRequest(Request):
     full: bool = Field(
         False,
         description="Train each study preset in full (DINO 600 steps, DoRA 1590, VideoMAE 520, as the CPU study "
-        "does) instead of 32-48 steps, so that each k-NN ends above its untrained floor: about 12 minutes on 2 "
+        "does) instead of 32-48 steps, so that each k-NN ends above its untrained floor: about 13 minutes on 2 "
         "CPU cores in fp32, less on CPUs with bf16 instructions (one torch thread per core, at most 4). Runs go "
         "to runs/<method>-study-full, the comparison to comparison-full/. Without it the runs show each loss "
         "fall, but are too short to pass the floor.",
