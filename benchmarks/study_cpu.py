@@ -113,12 +113,13 @@ def videomae_references(run, dataset, n_clips: int = 256, seed: int = 1234) -> d
 
 def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = False,
             settings: dict[str, object] | None = None, tag: str = "",
-            val_per_class: int = VAL_PER_CLASS, knn_every: int | None = None) -> dict:  # fmt: skip
+            val_per_class: int = VAL_PER_CLASS, knn_every: int | None = None, device: str = "cpu") -> dict:  # fmt: skip
     """Train (or reuse) one run and evaluate it and its floor. Runs in a worker process. ``smoke``: 2 steps;
     ``settings``: overrides of the preset (``--set``), the run named ``<method>[-<tag>]-seed<seed>``;
     ``val_per_class``: the k-NN's validation crops per photo (reports ``eval/knn[_untrained]_val<N>.json``
     unless it is the study set's 20); ``knn_every``: the k-NN of the encoder on the study set every N steps while it
-    trains (`run.knn_every`: changes nothing it learns; a run reused from before keeps the curve it has)."""
+    trains (`run.knn_every`: changes nothing it learns; a run reused from before keeps the curve it has);
+    ``device``: where it trains and is scored (``cuda``: the same study on a GPU)."""
     import torch
 
     from wtours.store import RunDir
@@ -134,7 +135,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
     walk, truth_path, labelled = build_study(root, val_per_class)
     name = f"{method}-{tag}-seed{seed}" if tag else f"{method}-seed{seed}"
     overrides = {
-        "run.output_dir": str(root / "runs"), "run.name": name, "run.seed": seed, "run.device": "cpu",
+        "run.output_dir": str(root / "runs"), "run.name": name, "run.seed": seed, "run.device": device,
         **({"optim.epochs": 1, "optim.steps_per_epoch": 2, "run.log_every": 1} if smoke else {}), **(settings or {}),
     }  # fmt: skip
     config = load_config(f"{method}_study_cpu", overrides)
@@ -162,7 +163,7 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
             report_path = report_path.with_name(f"{report_path.stem}_val{val_per_class}.json")
         report = run_knn(
             config.run_dir, labelled, ks=(K,), temperature=0.07, image_size=image_size, batch_size=100,
-            device="cpu", num_workers=0, out_json=report_path, untrained=untrained,
+            device=device, num_workers=0, out_json=report_path, untrained=untrained,
         )  # fmt: skip
         knn[untrained], val_crops = report["top1"][str(K)], report["n_val"]
     losses = run.losses()
@@ -300,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         help="also score each run's k-NN every N steps while it trains (run.knn_every; about 5 s each on a CPU): "
         "the curve from the floor at step 0, in study[-TAG].md/.json. Changes nothing a run learns",
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where every run trains and is scored: cuda runs the same study on a GPU (the presets' bf16 there)",
+    )
     args = parser.parse_args(argv)
     if args.knn_every is not None and args.knn_every < 1:
         parser.error(f"--knn-every must be at least 1, got {args.knn_every}")
@@ -329,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     order = {"dora": 0, "dino": 1, "videomae": 2}
     plan = sorted(((m, s) for m in args.methods for s in args.seeds), key=lambda item: (order[item[0]], item[1]))
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    common = (str(args.workdir), args.threads, args.smoke, settings, args.tag, args.val_per_class, args.knn_every)
+    common = (str(args.workdir), args.threads, args.smoke, settings, args.tag, args.val_per_class, args.knn_every,
+              args.device)
     if args.jobs == 1:
         rows = [run_one(m, s, *common) for m, s in plan]
     else:
@@ -352,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     first_seed = [Path(row["run_dir"]) for row in rows if row["seed"] == args.seeds[0]]
     person = sorted((args.workdir / "study_set" / "val").glob("*/*.png"))[:1]
     figures = args.workdir / f"comparison{suffix}"
-    compare_runs(first_seed, figures, attention_images=person, attention_size=64, device="cpu")
+    compare_runs(first_seed, figures, attention_images=person, attention_size=64, device=args.device)
     print(f"figures: {figures}")
     return 0 if met and math.isfinite(total_s) else 1
 
