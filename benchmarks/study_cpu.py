@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -322,6 +323,13 @@ def main(argv: list[str] | None = None) -> int:
             load_config(f"{method}_study_cpu", settings)
     except WtoursError as err:
         parser.error(str(err))
+    if args.device == "cuda":  # no GPU is one line, before any work
+        from wtours.trainers.training.engine import resolve_device
+
+        try:
+            resolve_device("cuda")
+        except WtoursError as err:
+            parser.error(f"--device cuda: {err}")
     suffix = f"-{args.tag}" if args.tag else ""
     other_set = args.val_per_class != VAL_PER_CLASS
     if other_set:
@@ -341,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs == 1:
         rows = [run_one(m, s, *common) for m, s in plan]
     else:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        # CUDA does not survive a fork of a process that has asked for it: GPU runs start in fresh processes.
+        context = multiprocessing.get_context("spawn") if args.device == "cuda" else None
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
             futures = [pool.submit(run_one, m, s, *common) for m, s in plan]
             rows = [future.result() for future in futures]
     rows.sort(key=lambda row: (METHODS.index(row["method"]), row["seed"]))

@@ -14,10 +14,15 @@
 # options (default: --device cuda --jobs 3 --knn-every 100, seeds 0 1 2); WHEELS the wheel folder (.whl).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-device-out}
-mkdir -p "$OUT"
 PARTS=("$@")
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(tests dino dora videomae study)
+for name in "${PARTS[@]}"; do  # a wrong name is one line before any device time goes on installing
+    case $name in tests | dino | dora | videomae | study) ;;
+        *) echo "device_check: unknown part $name (tests, dino, dora, videomae, study)" >&2; exit 2 ;;
+    esac
+done
+OUT=${OUT:-device-out}
+mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 exec > >(tee -a "$OUT/check.log") 2>&1
 
@@ -74,7 +79,6 @@ for name in "${PARTS[@]}"; do
                 cp /tmp/study-gpu/study.md /tmp/study-gpu/study.json "$OUT/"
                 [ "${failed[-1]:-}" = "study (exit 1)" ] && unset 'failed[-1]' && echo "=== study: a target not met"
             fi ;;
-        *) echo "device_check: unknown part $name (tests, dino, dora, videomae, study)"; failed+=("$name") ;;
     esac
 done
 if [ ${#failed[@]} -gt 0 ]; then

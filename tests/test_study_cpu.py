@@ -119,3 +119,13 @@ def test_the_headroom_script_refuses_what_is_not_a_videomae_run_in_one_line(tmp_
     assert errors == [f"videomae_headroom: {tmp_path / 'missing'}: not a run folder (no checkpoint.pt)",
                       "videomae_headroom: --clips must be >= 1, got 0"]  # fmt: skip
     assert not any(tmp_path.iterdir())  # nothing rendered for a refused request
+
+
+def test_a_gpu_study_without_a_gpu_is_one_line_before_any_work(tmp_path: Path, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here")
+    with pytest.raises(SystemExit) as exit_info:
+        load_script().main(["--device", "cuda", "--smoke", "--workdir", str(tmp_path / "study")])
+    assert exit_info.value.code == 2
+    assert "--device cuda: run.device=cuda but no CUDA GPU is visible" in capsys.readouterr().err
+    assert not (tmp_path / "study").exists()
