@@ -12,11 +12,17 @@ A run is the folder ``pretrain`` writes, plus whatever ``wtours eval`` put in it
     runs/<name>/eval/linear.json       wtours eval linear RUN    top1 / best_top1: fraction
     runs/<name>/eval/davis/summary.json wtours eval davis RUN    JF_mean, J_mean, F_mean: fractions
 
+Runs whose settings differ only in their seed (and in where and how they ran: ``run.name``, ``run.output_dir``,
+``run.device``, logging and checkpointing) are one **condition**, measured once per seed. The figures draw a
+condition once: its mean as the bar, each seed as a dot, its runs' curves in one colour. ``summary.*`` gives each
+condition's mean ± sample standard deviation over its seeds, and the 95 % interval of its mean gain over the
+untrained floor (Student's t); ``results.*`` keeps one row per run.
+
 `compare_runs` writes, into one folder: ``loss_curves``, ``eval_by_method``, ``eval_by_videos``, (when a run
 logged one) ``knn_curves`` and (given images) ``attention`` as PNG and PDF; ``results.md``, ``results.csv``,
-``results.tex``; and ``runs.json`` with everything gathered. A missing measurement is "—" in the tables, empty in
-the CSV and "n/a" in the figures. All accuracies are percent; the linear probe reports its best epoch, as DINO's
-script does.
+``results.tex`` (per run); ``summary.md``, ``summary.csv``, ``summary.tex`` (per condition); and ``runs.json``
+with everything gathered. A missing measurement is "—" in the tables, empty in the CSV and "n/a" in the figures.
+All accuracies are percent; the linear probe reports its best epoch, as DINO's script does.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import csv
 import io
 import json
 import math
+import os
+import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +66,8 @@ class RunRecord:
     linear_top1: float | None = None  # percent
     davis: dict[str, float] = field(default_factory=dict)  # "JF", "J", "F" -> percent
     has_encoder: bool = False
+    seed: int | None = None  # run.seed
+    precision: str | None = None  # as trained (summary.json): a bf16 preset trains in fp32 on some CPUs
 
     @property
     def first_loss(self) -> float | None:
@@ -157,6 +168,10 @@ def load_run(run_dir: Path) -> RunRecord:
     summary = files.summary() or {}
     record.steps_done = summary.get("steps_done", record.loss_steps[-1] if record.loss_steps else None)
     record.total_steps = summary.get("total_steps")
+    run_section = config.get("run") or {}
+    seed = run_section.get("seed")
+    record.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    record.precision = summary.get("precision") or run_section.get("precision")
     epochs = (config.get("optim") or {}).get("epochs")
     if record.total_steps and epochs:  # total_steps = epochs x steps per epoch, exactly
         record.steps_per_epoch = record.total_steps / epochs
@@ -185,11 +200,160 @@ def gather_runs(run_dirs: Sequence[Path]) -> list[RunRecord]:
     return records
 
 
+# ---------------------------------------------------------------------------------------------- conditions
+
+
+@dataclass
+class SeedStats:
+    """One measurement over the runs of a condition: their mean, sample standard deviation and the half-width of
+    the 95 % interval of the mean (Student's t with n - 1 degrees of freedom); the last two need two runs."""
+
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def sd(self) -> float | None:
+        return statistics.stdev(self.values) if self.n > 1 else None
+
+    @property
+    def half95(self) -> float | None:
+        if self.n < 2:
+            return None
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, self.n - 1)) * self.sd / math.sqrt(self.n)
+
+    def text(self, digits: int = 1, sign: str = "") -> str:
+        """``69.9 ± 0.3`` (mean ± sd), or the value alone for one run."""
+        mean = f"{self.mean:{sign}.{digits}f}"
+        return mean if self.sd is None else f"{mean} ± {self.sd:.{digits}f}"
+
+    def interval_text(self, digits: int = 1) -> str:
+        """``+13.2 (+9.4 to +17.0)``: the mean and its 95 % interval, signed; the mean alone for one run."""
+        mean = f"{self.mean:+.{digits}f}"
+        if self.half95 is None:
+            return mean
+        return f"{mean} ({self.mean - self.half95:+.{digits}f} to {self.mean + self.half95:+.{digits}f})"
+
+
+def seed_stats(values: Sequence[float | None]) -> SeedStats | None:
+    """The stats of the measured values (None: a run without the measurement), or None when no run has it."""
+    measured = [float(value) for value in values if value is not None and not math.isnan(value)]
+    return SeedStats(measured) if measured else None
+
+
+@dataclass
+class Condition:
+    """Runs trained with the same settings but their seed: one setting, measured once per seed."""
+
+    label: str
+    runs: list[RunRecord]
+
+    @property
+    def method(self) -> str:
+        return self.runs[0].method
+
+    @property
+    def arch(self) -> str:
+        return self.runs[0].arch
+
+    @property
+    def videos(self) -> str:
+        return self.runs[0].videos
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [record.seed for record in self.runs]
+
+    @property
+    def knn_k(self) -> int | None:
+        """The k with the best mean top-1 among the ks every scored run measured (the smaller on a tie); one run's
+        own best k."""
+        scored = [record.knn_top1 for record in self.runs if record.knn_top1]
+        if not scored:
+            return None
+        ks = sorted(set.intersection(*(set(top1) for top1 in scored)))
+        if not ks:
+            return None
+        return max(ks, key=lambda k: statistics.fmean(top1[k] for top1 in scored))
+
+    def knn(self, untrained: bool = False) -> SeedStats | None:
+        k = self.knn_k
+        if k is None:
+            return None
+        return seed_stats([(r.knn_untrained_top1 if untrained else r.knn_top1).get(k) for r in self.runs])
+
+    def knn_gain(self) -> SeedStats | None:
+        """Each run's k-NN top-1 above its own untrained floor, at the condition's k."""
+        k = self.knn_k
+        pairs = [(r.knn_top1.get(k), r.knn_untrained_top1.get(k)) for r in self.runs] if k is not None else []
+        return seed_stats([trained - floor for trained, floor in pairs if trained is not None and floor is not None])
+
+    def loss_change(self) -> SeedStats | None:
+        """Each run's change from its first to its final logged loss, in percent of the first."""
+        return seed_stats([
+            100 * (r.final_loss - r.first_loss) / abs(r.first_loss) for r in self.runs if r.losses and r.first_loss
+        ])  # fmt: skip
+
+
+# What the runs of one condition may differ in besides their seed: where they ran, were written and read their
+# data from, how they were watched (resume.FREE_KEYS), the kernels, and the precision asked for (the precision
+# they trained in is compared instead). The pretraining videos are compared by their label.
+NOT_CONDITION_KEYS = ("run.seed", "run.device", "run.compile", "run.precision")
+_SEED_IN_NAME = re.compile(r"[-_.]?seed[-_]?\d+", re.IGNORECASE)
+
+
+def _condition_key(record: RunRecord) -> str:
+    from wtours.trainers.training.resume import FREE_KEYS, flatten, with_defaults
+
+    ignored = FREE_KEYS | set(NOT_CONDITION_KEYS)
+    settings = {key: value for key, value in flatten(with_defaults(record.config)).items() if key not in ignored}
+    return json.dumps([record.videos, record.precision, settings], sort_keys=True, default=str)
+
+
+def _condition_label(runs: Sequence[RunRecord]) -> str:
+    """The runs' common name: without its seed ("dino-seed0" -> "dino"), else their common prefix."""
+    if len(runs) == 1:
+        return runs[0].label
+    stripped = {_SEED_IN_NAME.sub("", record.label) for record in runs}
+    if len(stripped) == 1 and "" not in stripped:
+        return stripped.pop()
+    return os.path.commonprefix([record.label for record in runs]).rstrip("-_. ") or runs[0].label
+
+
+def group_conditions(records: Sequence[RunRecord]) -> list[Condition]:
+    """Group runs that differ only in their seed, in the order of their first run; each condition's runs by
+    seed. Labels are made unique with a number."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(_condition_key(record), []).append(record)
+    conditions = []
+    for runs in groups.values():
+        runs = sorted(runs, key=lambda record: (record.seed is None, record.seed or 0))
+        conditions.append(Condition(_condition_label(runs), runs))
+    taken: set[str] = set()
+    for condition in conditions:
+        label, number = condition.label, 2
+        while label in taken:
+            label, number = f"{condition.label} ({number})", number + 1
+        condition.label = label
+        taken.add(label)
+    return conditions
+
+
 # -------------------------------------------------------------------------------------------------- tables
 
 # (CSV header, table header, how a table cell shows the value)
 COLUMNS = (
     ("run", "run", str),
+    ("seed", "seed", str),
     ("method", "method", str),
     ("arch", "backbone", str),
     ("pretraining_videos", "pretraining videos", str),
@@ -216,6 +380,7 @@ def table_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "run": record.label,
+                "seed": record.seed,
                 "method": record.method,
                 "arch": record.arch,
                 "pretraining_videos": record.videos,
@@ -241,32 +406,23 @@ def _cell(row: dict[str, Any], key: str, show) -> str:
     return MISSING if value is None or (isinstance(value, float) and math.isnan(value)) else show(value)
 
 
-def results_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """Full-precision numbers, empty cells where not measured."""
+def _csv(rows: Sequence[dict[str, Any]], fieldnames: Sequence[str]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[*(key for key, _, _ in COLUMNS), "missing"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
-    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    writer.writerows({key: "" if row.get(key) is None else row[key] for key in fieldnames} for row in rows)
     return buffer.getvalue()
 
 
-def results_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    headers = [*(title for _, title, _ in COLUMNS), "not measured"]
+def _markdown_table(headers: Sequence[str], cell_rows: Sequence[Sequence[str]], note: str) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    for row in rows:
-        cells = [_cell(row, key, show).replace("|", "\\|") for key, _, show in COLUMNS]
-        lines.append("| " + " | ".join([*cells, row["missing"] or MISSING]) + " |")
-    note = (
-        "Accuracies in percent (k-NN at its best k; linear probe at its best epoch); J&F, J, F in percent. "
-        "k-NN untrained: the same network before training (the run's encoder at step 0), at the same k (the floor). "
-        "First and final loss: the mean of the first and of the last logging interval."
-    )
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |" for cells in cell_rows]
     return "\n".join(lines) + f"\n\n{note}\n"
 
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", MISSING: "---",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", MISSING: "---", "±": r"$\pm$",
 }  # fmt: skip
 
 
@@ -274,30 +430,148 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(char, char) for char in text)
 
 
-def results_latex(rows: Sequence[dict[str, Any]]) -> str:
-    """A booktabs table (needs ``\\usepackage{booktabs}``); the best value of each accuracy column in bold."""
-    best = {}
-    for key in HIGHER_IS_BETTER:
-        values = [row[key] for row in rows if row[key] is not None and not math.isnan(row[key])]
-        best[key] = max(values) if values else None
-    numeric = {key for key, _, show in COLUMNS if show is not str} | {"steps", "total_steps", "knn_k"}
-    spec = "".join("r" if key in numeric else "l" for key, _, _ in COLUMNS)
+def _latex_table(
+    headers: Sequence[str], cell_rows: Sequence[Sequence[str]], numeric: Sequence[bool], bold: set[tuple[int, int]]
+) -> str:
+    """A booktabs table (needs ``\\usepackage{booktabs}``); the (row, column) cells of ``bold`` in bold."""
     lines = [
-        r"\begin{tabular}{" + spec + "}",
+        r"\begin{tabular}{" + "".join("r" if flag else "l" for flag in numeric) + "}",
         r"\toprule",
-        " & ".join(latex_escape(title) for _, title, _ in COLUMNS) + r" \\",
+        " & ".join(latex_escape(title) for title in headers) + r" \\",
         r"\midrule",
     ]
-    for row in rows:
-        cells = []
-        for key, _, show in COLUMNS:
-            cell = latex_escape(_cell(row, key, show))
-            if key in best and row[key] is not None and row[key] == best[key]:
-                cell = r"\textbf{" + cell + "}"
-            cells.append(cell)
-        lines.append(" & ".join(cells) + r" \\")
+    for row_index, cells in enumerate(cell_rows):
+        shown = [latex_escape(cell) for cell in cells]
+        shown = [r"\textbf{" + cell + "}" if (row_index, col) in bold else cell for col, cell in enumerate(shown)]
+        lines.append(" & ".join(shown) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+def _best_cells(values_by_column: dict[int, Sequence[float | None]]) -> set[tuple[int, int]]:
+    """(row, column) of the highest value of each column (every row holding it)."""
+    bold = set()
+    for column, values in values_by_column.items():
+        measured = [value for value in values if value is not None and not math.isnan(value)]
+        bold |= {(row, column) for row, value in enumerate(values) if measured and value == max(measured)}
+    return bold
+
+
+def results_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Full-precision numbers, empty cells where not measured."""
+    return _csv(rows, [*(key for key, _, _ in COLUMNS), "missing"])
+
+
+def results_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    headers = [*(title for _, title, _ in COLUMNS), "not measured"]
+    cell_rows = [[*(_cell(row, key, show) for key, _, show in COLUMNS), row["missing"] or MISSING] for row in rows]
+    note = (
+        "Accuracies in percent (k-NN at its best k; linear probe at its best epoch); J&F, J, F in percent. "
+        "k-NN untrained: the same network before training (the run's encoder at step 0), at the same k (the floor). "
+        "First and final loss: the mean of the first and of the last logging interval."
+    )
+    return _markdown_table(headers, cell_rows, note)
+
+
+def results_latex(rows: Sequence[dict[str, Any]]) -> str:
+    """A booktabs table (needs ``\\usepackage{booktabs}``); the best value of each accuracy column in bold."""
+    keys = [key for key, _, _ in COLUMNS]
+    numeric = [show is not str or key in ("seed", "steps", "total_steps", "knn_k") for key, _, show in COLUMNS]
+    bold = _best_cells({keys.index(key): [row[key] for row in rows] for key in HIGHER_IS_BETTER})
+    cell_rows = [[_cell(row, key, show) for key, _, show in COLUMNS] for row in rows]
+    return _latex_table([title for _, title, _ in COLUMNS], cell_rows, numeric, bold)
+
+
+# One row per condition. CSV: full-precision numbers (sd and interval empty for one run); the Markdown and LaTeX
+# tables show mean ± sd.
+SUMMARY_FIELDS = (
+    "condition", "method", "arch", "pretraining_videos", "runs", "seeds", "steps", "final_loss_mean",
+    "final_loss_sd", "loss_change_pct_mean", "loss_change_pct_sd", "knn_k", "knn_top1_mean", "knn_top1_sd",
+    "knn_untrained_mean", "knn_gain_mean", "knn_gain_sd", "knn_gain_ci95", "linear_top1_mean", "linear_top1_sd",
+    "davis_jf_mean", "davis_jf_sd",
+)  # fmt: skip
+SUMMARY_HEADERS = (
+    "condition", "method", "backbone", "pretraining videos", "runs (seeds)", "steps", "final loss", "loss change",
+    "k-NN top-1", "k", "k-NN untrained", "gain over untrained (95 % interval)", "linear top-1", "J&F",
+)  # fmt: skip
+
+
+def _steps_text(condition: Condition) -> str:
+    steps = sorted({record.steps_done for record in condition.runs if record.steps_done is not None})
+    return MISSING if not steps else str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+
+
+def summary_measurements(condition: Condition) -> dict[str, SeedStats | None]:
+    return {
+        "final_loss": seed_stats([record.final_loss for record in condition.runs]),
+        "loss_change_pct": condition.loss_change(),
+        "knn_top1": condition.knn(),
+        "knn_untrained": condition.knn(untrained=True),
+        "knn_gain": condition.knn_gain(),
+        "linear_top1": seed_stats([record.linear_top1 for record in condition.runs]),
+        "davis_jf": seed_stats([record.davis.get("JF") for record in condition.runs]),
+    }
+
+
+def summary_rows(conditions: Sequence[Condition]) -> list[dict[str, Any]]:
+    """One dict per condition keyed by SUMMARY_FIELDS; None where not measured."""
+    rows = []
+    for condition in conditions:
+        stats = summary_measurements(condition)
+        row: dict[str, Any] = {
+            "condition": condition.label, "method": condition.method, "arch": condition.arch,
+            "pretraining_videos": condition.videos, "runs": len(condition.runs),
+            "seeds": " ".join("?" if seed is None else str(seed) for seed in condition.seeds),
+            "steps": _steps_text(condition), "knn_k": condition.knn_k,
+        }  # fmt: skip
+        for name, stat in stats.items():
+            row[f"{name}_mean"] = stat.mean if stat else None
+            row[f"{name}_sd"] = stat.sd if stat else None
+        row["knn_gain_ci95"] = stats["knn_gain"].half95 if stats["knn_gain"] else None
+        rows.append({key: row.get(key) for key in SUMMARY_FIELDS})
+    return rows
+
+
+def _summary_cells(condition: Condition) -> list[str]:
+    stats = summary_measurements(condition)
+
+    def shown(name: str, digits: int = 1, sign: str = "") -> str:
+        stat = stats[name]
+        return MISSING if stat is None else stat.text(digits, sign)
+
+    seeds = ", ".join("?" if seed is None else str(seed) for seed in condition.seeds)
+    change = MISSING if stats["loss_change_pct"] is None else f"{shown('loss_change_pct', 0, '+')} %"
+    gain = MISSING if stats["knn_gain"] is None else stats["knn_gain"].interval_text()
+    return [
+        condition.label, condition.method, condition.arch, condition.videos, f"{len(condition.runs)} ({seeds})",
+        _steps_text(condition), shown("final_loss", 3), change, shown("knn_top1"),
+        MISSING if condition.knn_k is None else str(condition.knn_k), shown("knn_untrained"), gain,
+        shown("linear_top1"), shown("davis_jf"),
+    ]  # fmt: skip
+
+
+SUMMARY_NOTE = (
+    "One row per condition: runs whose settings differ only in their seed (and in where and how they ran). "
+    "mean ± sample standard deviation over its runs (the value alone for one run). k-NN at the k with the best "
+    "mean; untrained: the same networks at step 0 (the floor); gain: each run above its own floor, with the 95 % "
+    "interval of the mean (Student's t, n - 1 degrees of freedom). Loss change: from the first to the final "
+    "logged loss, in percent of the first."
+)
+
+
+def summary_markdown(conditions: Sequence[Condition]) -> str:
+    return _markdown_table(SUMMARY_HEADERS, [_summary_cells(condition) for condition in conditions], SUMMARY_NOTE)
+
+
+def summary_latex(conditions: Sequence[Condition]) -> str:
+    """The best mean of k-NN, linear and J&F in bold."""
+    means = {name: [summary_measurements(c)[name] for c in conditions] for name in ("knn_top1", "linear_top1",
+                                                                                     "davis_jf")}  # fmt: skip
+    columns = {"knn_top1": 8, "linear_top1": 12, "davis_jf": 13}
+    bold = _best_cells({columns[name]: [stat.mean if stat else None for stat in stats]
+                        for name, stats in means.items()})  # fmt: skip
+    numeric = [index >= 5 for index in range(len(SUMMARY_HEADERS))]
+    return _latex_table(SUMMARY_HEADERS, [_summary_cells(condition) for condition in conditions], numeric, bold)
 
 
 # ------------------------------------------------------------------------------------------------- figures
@@ -334,51 +608,67 @@ def _colors(keys: Sequence[str]) -> dict[str, Any]:
     return {key: palette[index % len(palette)] for index, key in enumerate(keys)}
 
 
-def draw_loss_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]:
-    """One panel per method (their losses are not on one scale), one line per run: raw faint, smoothed solid."""
+def _condition_colors(conditions: Sequence[Condition]) -> dict[str, Any]:
+    """A colour per condition (its runs share it), keyed by run label."""
+    colors = _colors([condition.label for condition in conditions])
+    return {record.label: colors[condition.label] for condition in conditions for record in condition.runs}
+
+
+def _legend_label(condition: Condition) -> str:
+    return condition.label if len(condition.runs) == 1 else f"{condition.label} ({len(condition.runs)} seeds)"
+
+
+def draw_loss_curves(conditions: Sequence[Condition], out_stem: Path) -> list[Path]:
+    """One panel per method (their losses are not on one scale), one line per run, a colour per condition: raw
+    faint, smoothed solid."""
     from matplotlib.figure import Figure
 
+    records = [record for condition in conditions for record in condition.runs]
     methods = list(dict.fromkeys(record.method for record in records))
     by_epoch = all(record.steps_per_epoch for record in records if record.losses)
     figure = Figure(figsize=(4.2 * len(methods), 3.2), layout="constrained")
-    colors = _colors([record.label for record in records])
+    colors = _condition_colors(conditions)
     for panel, method in zip(figure.subplots(1, len(methods), squeeze=False)[0], methods, strict=True):
-        for record in (record for record in records if record.method == method):
-            color = colors[record.label]
-            if not record.losses:
-                panel.plot([], [], ls="none", marker="x", color=color, label=f"{record.label} (no metrics)")
-                continue
-            scale = record.steps_per_epoch if by_epoch else 1.0
-            x = [step / scale for step in record.loss_steps]
-            panel.plot(x, record.losses, color=color, alpha=0.25, linewidth=0.8)
-            panel.plot(x, smooth(record.losses), color=color, linewidth=1.6, label=record.label)
+        for condition in (condition for condition in conditions if condition.method == method):
+            for index, record in enumerate(condition.runs):
+                color, label = colors[record.label], _legend_label(condition) if index == 0 else None
+                if not record.losses:
+                    panel.plot([], [], ls="none", marker="x", color=color, label=f"{record.label} (no metrics)")
+                    continue
+                scale = record.steps_per_epoch if by_epoch else 1.0
+                x = [step / scale for step in record.loss_steps]
+                panel.plot(x, record.losses, color=color, alpha=0.25, linewidth=0.8)
+                panel.plot(x, smooth(record.losses), color=color, linewidth=1.6, label=label)
         panel.set(title=method, xlabel="epoch" if by_epoch else "step", ylabel="training loss")
         panel.grid(alpha=0.3)
         panel.legend(fontsize=7)
     return _save_figure(figure, out_stem)
 
 
-def draw_knn_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]:
+def draw_knn_curves(conditions: Sequence[Condition], out_stem: Path) -> list[Path]:
     """The k-NN top-1 of each run's encoder while it trained (`run.knn_every`; k = 20 where logged), one line per
-    run, its step-0 value (the untrained floor) dashed in the same colour. Nothing is drawn when no run logged it."""
+    run in its condition's colour, its step-0 value (the untrained floor) dashed. Nothing is drawn when no run
+    logged it."""
     from matplotlib.figure import Figure
 
-    traced = [record for record in records if record.knn_curve]
+    traced = [(condition, record) for condition in conditions for record in condition.runs if record.knn_curve]
     if not traced:
         return []
-    by_epoch = all(record.steps_per_epoch for record in traced)
+    by_epoch = all(record.steps_per_epoch for _, record in traced)
     figure = Figure(figsize=(5.2, 3.4), layout="constrained")
     panel = figure.subplots()
-    colors = _colors([record.label for record in records])
-    ks = set()
-    for record in traced:
+    colors = _condition_colors(conditions)
+    ks, labelled = set(), set()
+    for condition, record in traced:
         k = 20 if all(20 in top1 for _, top1 in record.knn_curve) else min(record.knn_curve[0][1])
         ks.add(k)
         scale = record.steps_per_epoch if by_epoch else 1.0
         x = [step / scale for step, _ in record.knn_curve]
         y = [top1[k] for _, top1 in record.knn_curve]
         color = colors[record.label]
-        panel.plot(x, y, color=color, marker="o", markersize=3, linewidth=1.4, label=record.label)
+        label = None if condition.label in labelled else _legend_label(condition)
+        labelled.add(condition.label)
+        panel.plot(x, y, color=color, marker="o", markersize=3, linewidth=1.4, label=label)
         if record.knn_curve[0][0] == 0:
             panel.axhline(y[0], color=color, linestyle="--", linewidth=0.9, alpha=0.7)
     k_label = ", ".join(str(k) for k in sorted(ks))
@@ -391,67 +681,80 @@ def draw_knn_curves(records: Sequence[RunRecord], out_stem: Path) -> list[Path]:
 
 @dataclass
 class Panel:
-    """One panel of the evaluation bars: a value per run in percent (None: not measured) and, for k-NN, the
-    run's untrained floor at the same k (None: not measured), drawn across its bar."""
+    """One panel of the evaluation bars: per condition, the value of each of its runs that has it, in percent,
+    and for k-NN each run's untrained floor at the same k. An empty list: not measured."""
 
     title: str
-    values: list[float | None]
-    floors: list[float | None]
+    values: list[list[float]]
+    floors: list[list[float]]
 
 
-def evaluation_panels(records: Sequence[RunRecord]) -> list[Panel]:
+def evaluation_panels(conditions: Sequence[Condition]) -> list[Panel]:
     """The panels for every measurement at least one run has: k-NN at each k, the linear probe, DAVIS J&F."""
-    ks = sorted({k for record in records for k in record.knn_top1})
+
+    def measured(values) -> list[float]:
+        return [float(value) for value in values if value is not None]
+
+    ks = sorted({k for condition in conditions for record in condition.runs for k in record.knn_top1})
     panels = [
-        Panel(f"k-NN top-1, k={k}", [record.knn_top1.get(k) for record in records],
-              [record.knn_untrained_top1.get(k) for record in records])
+        Panel(f"k-NN top-1, k={k}", [measured(r.knn_top1.get(k) for r in c.runs) for c in conditions],
+              [measured(r.knn_untrained_top1.get(k) for r in c.runs) for c in conditions])
         for k in ks
     ]  # fmt: skip
-    nothing: list[float | None] = [None] * len(records)
-    panels.append(Panel("linear top-1", [record.linear_top1 for record in records], nothing))
-    panels.append(Panel("DAVIS J&F", [record.davis.get("JF") for record in records], nothing))
+    nothing: list[list[float]] = [[] for _ in conditions]
+    panels.append(Panel("linear top-1", [measured(r.linear_top1 for r in c.runs) for c in conditions], nothing))
+    panels.append(Panel("DAVIS J&F", [measured(r.davis.get("JF") for r in c.runs) for c in conditions], nothing))
     return panels
 
 
-def draw_evaluation_bars(records: Sequence[RunRecord], out_stem: Path, group_by: str) -> list[Path]:
-    """One panel per measurement, one bar per run, runs grouped (and coloured) by ``group_by`` ("method" or
-    "videos"); a run without the measurement gets an "n/a" marker instead of a bar. A k-NN bar is crossed by a
-    dashed line at the same network's untrained score (the floor), where `eval knn --untrained` measured it."""
+def draw_evaluation_bars(conditions: Sequence[Condition], out_stem: Path, group_by: str) -> list[Path]:
+    """One panel per measurement, one bar per condition at the mean of its runs, each run a dot on it when there
+    are several; conditions grouped (and coloured) by ``group_by`` ("method" or "videos"). A condition without
+    the measurement gets an "n/a" marker instead of a bar. A k-NN bar is crossed by a dashed line at the same
+    networks' untrained score (the floor, their mean), where `eval knn --untrained` measured it."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    groups = list(dict.fromkeys(getattr(record, group_by) for record in records))
-    order = sorted(range(len(records)), key=lambda index: groups.index(getattr(records[index], group_by)))
+    groups = list(dict.fromkeys(getattr(condition, group_by) for condition in conditions))
+    order = sorted(range(len(conditions)), key=lambda index: groups.index(getattr(conditions[index], group_by)))
     positions, x, previous = [], 0.0, None
     for index in order:  # a gap between groups
-        group = getattr(records[index], group_by)
+        group = getattr(conditions[index], group_by)
         x += 1.0 if previous in (None, group) else 1.6
         positions.append(x)
         previous = group
     group_colors = _colors(groups)
-    panels = evaluation_panels(records)
-    figure = Figure(figsize=(max(3.0, 0.5 * len(records) + 1.5) * len(panels), 3.6), layout="constrained")
+    panels = evaluation_panels(conditions)
+    figure = Figure(figsize=(max(3.0, 0.5 * len(conditions) + 1.5) * len(panels), 3.6), layout="constrained")
     for ax, panel in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
         for position, index in zip(positions, order, strict=True):
-            value, floor = panel.values[index], panel.floors[index]
+            values, floors = panel.values[index], panel.floors[index]
+            floor = statistics.fmean(floors) if floors else None
             if floor is not None:
                 ax.hlines(floor, position - 0.45, position + 0.45, colors="black", linestyles="--", linewidth=1.2,
                           zorder=3)  # fmt: skip
-            color = group_colors[getattr(records[index], group_by)]
-            if value is None:
+            if not values:
                 ax.plot(position, 1.5, marker="x", color="0.5")
                 ax.text(position, 4, "n/a", rotation=90, ha="center", va="bottom", fontsize=7, color="0.4")
-            else:
-                ax.bar(position, value, width=0.8, color=color)
-                top = value if floor is None else max(value, floor)  # the label clears the floor line
-                ax.text(position, top + 1, f"{value:.1f}", ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(positions, [records[index].label for index in order], rotation=35, ha="right", fontsize=7)
+                continue
+            mean = statistics.fmean(values)
+            ax.bar(position, mean, width=0.8, color=group_colors[getattr(conditions[index], group_by)])
+            if len(values) > 1:
+                spread = [position + 0.5 * (i / (len(values) - 1) - 0.5) * 0.5 for i in range(len(values))]
+                ax.plot(spread, values, ls="none", marker="o", markersize=3, color="black", zorder=4)
+            top = max([mean, *values] if floor is None else [mean, floor, *values])  # the label clears the rest
+            ax.text(position, top + 1, f"{mean:.1f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(positions, [_legend_label(conditions[index]) for index in order], rotation=35, ha="right",
+                      fontsize=7)  # fmt: skip
         ax.set(title=panel.title, ylabel="%", ylim=(0, 105), xlim=(positions[0] - 0.8, positions[-1] + 0.8))
         ax.grid(axis="y", alpha=0.3)
     handles: list[Any] = [Patch(color=group_colors[group]) for group in groups]
     labels = list(groups)
-    if any(floor is not None for panel in panels for floor in panel.floors):
+    if any(len(values) > 1 for panel in panels for values in panel.values):
+        handles.append(Line2D([], [], ls="none", marker="o", markersize=3, color="black"))
+        labels.append("each seed (bar: mean)")
+    if any(floors for panel in panels for floors in panel.floors):
         handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1.2))
         labels.append("untrained (step 0)")
     figure.legend(handles, labels, loc="outside upper center", ncols=min(4, len(labels)), fontsize=8,
@@ -537,29 +840,40 @@ def compare_runs(
     from wtours.store import atomic_write_json, atomic_write_text
 
     records = gather_runs(run_dirs)
+    conditions = group_conditions(records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = draw_loss_curves(records, out_dir / "loss_curves")
-    written += draw_knn_curves(records, out_dir / "knn_curves")
-    written += draw_evaluation_bars(records, out_dir / "eval_by_method", "method")
-    written += draw_evaluation_bars(records, out_dir / "eval_by_videos", "videos")
-    if attention_images:
+    written = draw_loss_curves(conditions, out_dir / "loss_curves")
+    written += draw_knn_curves(conditions, out_dir / "knn_curves")
+    written += draw_evaluation_bars(conditions, out_dir / "eval_by_method", "method")
+    written += draw_evaluation_bars(conditions, out_dir / "eval_by_videos", "videos")
+    if attention_images:  # one run per condition: its first seed
         written += draw_attention_rows(
-            records, attention_images, out_dir / "attention", image_size=attention_size, mass=attention_mass,
-            device=device,
+            [condition.runs[0] for condition in conditions], attention_images, out_dir / "attention",
+            image_size=attention_size, mass=attention_mass, device=device,
         )  # fmt: skip
     rows = table_rows(records)
     tables = {
         "results.md": results_markdown(rows),
         "results.csv": results_csv(rows),
         "results.tex": results_latex(rows),
+        "summary.md": summary_markdown(conditions),
+        "summary.csv": _csv(summary_rows(conditions), SUMMARY_FIELDS),
+        "summary.tex": summary_latex(conditions),
     }
     for name, text in tables.items():
         atomic_write_text(out_dir / name, text)
         written.append(out_dir / name)
+    condition_of = {record.label: condition.label for condition in conditions for record in condition.runs}
     gathered = [
-        {**asdict(record), "path": str(record.path), "first_loss": record.first_loss, "final_loss": record.final_loss,
-         "missing": record.missing}
+        {
+            **asdict(record),
+            "path": str(record.path),
+            "first_loss": record.first_loss,
+            "final_loss": record.final_loss,
+            "missing": record.missing,
+            "condition": condition_of[record.label],
+        }
         for record in records
     ]
     atomic_write_json(out_dir / "runs.json", gathered)

@@ -25,8 +25,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
 from wtours.errors import WtoursError
 
 if TYPE_CHECKING:
@@ -74,7 +72,7 @@ def trained_otherwise(config_path: str | Path, config: TrainConfig) -> bool:
     from wtours.trainers.training.config import config_to_tree
 
     try:
-        saved = flatten(_with_defaults(yaml.safe_load(Path(config_path).read_text()) or {}))
+        saved = flatten(with_defaults(yaml.safe_load(Path(config_path).read_text()) or {}))
     except (OSError, yaml.YAMLError):
         return True
     now = flatten(config_to_tree(config))
@@ -96,7 +94,7 @@ def check_resume(
     naming every key that may not change."""
     if saved_tree is None:
         return [f"{checkpoint} records no config (an older wtours): resuming without checking the settings"]
-    saved, now = flatten(_with_defaults(saved_tree)), flatten(tree)
+    saved, now = flatten(with_defaults(saved_tree)), flatten(tree)
     ignored: tuple[str, ...] = ()
     refused: list[str] = []
     if saved.get("method") != now.get("method"):
@@ -137,7 +135,7 @@ def check_resume(
     return notices
 
 
-def _with_defaults(saved_tree: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(saved_tree: dict[str, Any]) -> dict[str, Any]:
     """The saved config with the keys it lacks at their defaults; as saved where it no longer validates (keys
     this wtours removed: the comparison notes those)."""
     from wtours.trainers.training.config import saved_tree_with_defaults
@@ -151,6 +149,8 @@ def _with_defaults(saved_tree: dict[str, Any]) -> dict[str, Any]:
 def restore(state: dict[str, Any], modules: dict[str, Any], checkpoint: Path) -> None:
     """Load ``state[name]`` into each of ``modules`` (method, optimizer, scaler); a checkpoint that does not
     fit (written by other code) is one line, not a dump of every parameter name."""
+    from torch import nn
+
     for name, module in modules.items():
         if name not in state:
             raise WtoursError(f"{checkpoint}: no {name} state in this checkpoint; it cannot be resumed")

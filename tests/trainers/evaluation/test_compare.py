@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from wtours.cli import app
 from wtours.errors import WtoursError
 from wtours.store import RunDir
-from wtours.trainers.evaluation.compare import compare_runs, evaluation_panels, gather_runs
+from wtours.trainers.evaluation.compare import compare_runs, evaluation_panels, gather_runs, group_conditions
 from wtours.trainers.training.engine import pretrain
 
 FIGURES = ("loss_curves", "eval_by_method", "eval_by_videos")
@@ -23,9 +23,16 @@ TABLES = ("results.md", "results.csv", "results.tex")
 
 
 def write_run_by_hand(
-    run_dir: Path, method: str, video_ids: list[str] | None, losses: list[float], evaluations: dict[str, dict]
+    run_dir: Path,
+    method: str,
+    video_ids: list[str] | None,
+    losses: list[float],
+    evaluations: dict[str, dict],
+    settings: dict[str, object] | None = None,
+    precision: str | None = None,
 ) -> None:
-    """A run folder in the format `pretrain` and `wtours eval` write, without training anything."""
+    """A run folder in the format `pretrain` and `wtours eval` write, without training anything. ``settings``:
+    dotted config keys to add (``run.seed``); ``precision``: what summary.json says the run trained in."""
     run_dir.mkdir(parents=True)
     config = {
         "method": method,
@@ -34,6 +41,9 @@ def write_run_by_hand(
         "optim": {"epochs": 2},
         "data": {"data_dir": "data", "video_ids": video_ids},
     }
+    for key, value in (settings or {}).items():
+        section, name = key.split(".")
+        config[section][name] = value
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     if losses:
         lines = [
@@ -41,6 +51,8 @@ def write_run_by_hand(
         ]
         (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
         summary = {"method": method, "steps_done": len(losses), "total_steps": len(losses)}
+        if precision:
+            summary["precision"] = precision
         (run_dir / "summary.json").write_text(json.dumps(summary))
     for relative_path, report in evaluations.items():
         path = run_dir / "eval" / relative_path
@@ -173,10 +185,76 @@ def test_each_knn_bar_is_drawn_beside_its_own_untrained_floor(tmp_path: Path) ->
         "knn.json": {"top1": {"10": 61.0, "20": 58.5}}, "knn_untrained.json": {"top1": {"10": 59.0, "20": 56.5}},
     })  # fmt: skip
     write_run_by_hand(unfloored, "dora", None, [5.0, 4.0], evaluations={"knn.json": {"top1": {"20": 51.0}}})
-    records = gather_runs([floored, unfloored])
-    panels = {panel.title: panel for panel in evaluation_panels(records)}
-    assert panels["k-NN top-1, k=10"].values == [61.0, None] and panels["k-NN top-1, k=10"].floors == [59.0, None]
-    assert panels["k-NN top-1, k=20"].values == [58.5, 51.0] and panels["k-NN top-1, k=20"].floors == [56.5, None]
-    assert panels["linear top-1"].floors == [None, None]
+    conditions = group_conditions(gather_runs([floored, unfloored]))
+    panels = {panel.title: panel for panel in evaluation_panels(conditions)}
+    assert panels["k-NN top-1, k=10"].values == [[61.0], []] and panels["k-NN top-1, k=10"].floors == [[59.0], []]
+    assert panels["k-NN top-1, k=20"].values == [[58.5], [51.0]] and panels["k-NN top-1, k=20"].floors == [[56.5], []]
+    assert panels["linear top-1"].floors == [[], []]
     written = compare_runs([floored, unfloored], tmp_path / "out")
     assert {"eval_by_method.png", "eval_by_method.pdf"} <= set(written)
+
+
+def test_runs_that_differ_only_in_their_seed_are_one_condition_with_its_mean_spread_and_interval(tmp_path) -> None:
+    import statistics
+
+    from scipy.stats import t
+
+    def scores(trained20: float, floor20: float) -> dict[str, dict]:
+        return {
+            "knn.json": {"top1": {"10": trained20 - 1.0, "20": trained20}},
+            "knn_untrained.json": {"top1": {"10": floor20 + 0.5, "20": floor20}},
+        }
+
+    trained, floors, final_losses = [70.0, 69.0, 71.5], [56.5, 55.0, 58.0], [1.0, 0.8, 1.3]
+    runs = []
+    for seed in range(3):  # where they were written and how they were logged may differ: still one condition
+        run = tmp_path / f"out{seed}" / f"dino-seed{seed}"
+        write_run_by_hand(run, "dino", None, [5.0, 3.0, final_losses[seed]], scores(trained[seed], floors[seed]),
+                          {"run.seed": seed, "run.log_every": 10 + seed, "run.output_dir": str(run.parent)},
+                          precision="fp32")  # fmt: skip
+        runs.append(run)
+    other_lr = tmp_path / "dino-lr-seed0"  # a setting that changes what is learned: its own condition
+    write_run_by_hand(other_lr, "dino", None, [5.0, 2.0], scores(60.0, 56.5), {"run.seed": 0, "optim.lr": 0.01},
+                      precision="fp32")  # fmt: skip
+    other_precision = tmp_path / "dino-bf16-seed1"  # trained in bf16, the others in fp32
+    write_run_by_hand(other_precision, "dino", None, [5.0, 2.0], scores(65.0, 55.0), {"run.seed": 1},
+                      precision="bf16")  # fmt: skip
+    records = gather_runs([runs[2], other_lr, runs[0], other_precision, runs[1]])
+
+    conditions = group_conditions(records)
+    assert [(c.label, c.seeds) for c in conditions] == [
+        ("dino", [0, 1, 2]), ("dino-lr-seed0", [0]), ("dino-bf16-seed1", [1]),
+    ]  # fmt: skip
+    panels = {panel.title: panel for panel in evaluation_panels(conditions)}
+    assert panels["k-NN top-1, k=20"].values == [trained, [60.0], [65.0]]
+    assert panels["k-NN top-1, k=20"].floors == [floors, [56.5], [55.0]]
+
+    out = tmp_path / "compare"
+    written = compare_runs([runs[2], other_lr, runs[0], other_precision, runs[1]], out)
+    assert {"summary.md", "summary.csv", "summary.tex", "eval_by_method.png", "loss_curves.png"} <= set(written)
+    summary = {row["condition"]: row for row in csv.DictReader((out / "summary.csv").open())}
+    dino = summary["dino"]
+    gains = [a - b for a, b in zip(trained, floors, strict=True)]
+    half = t.ppf(0.975, 2) * statistics.stdev(gains) / 3**0.5
+    assert (dino["runs"], dino["seeds"], dino["knn_k"]) == ("3", "0 1 2", "20")  # k=20 has the best mean
+    assert float(dino["knn_top1_mean"]) == pytest.approx(statistics.fmean(trained))
+    assert float(dino["knn_top1_sd"]) == pytest.approx(statistics.stdev(trained))
+    assert float(dino["knn_untrained_mean"]) == pytest.approx(statistics.fmean(floors))
+    assert float(dino["knn_gain_mean"]) == pytest.approx(statistics.fmean(gains))
+    assert float(dino["knn_gain_ci95"]) == pytest.approx(half)
+    assert float(dino["final_loss_mean"]) == pytest.approx(statistics.fmean(final_losses))
+    assert float(dino["loss_change_pct_mean"]) == pytest.approx(
+        statistics.fmean(100 * (x - 5) / 5 for x in final_losses)
+    )
+    one = summary["dino-lr-seed0"]
+    assert (one["runs"], float(one["knn_gain_mean"]), one["knn_top1_sd"], one["knn_gain_ci95"]) == ("1", 3.5, "", "")
+
+    table = (out / "summary.md").read_text()
+    mean_gain = statistics.fmean(gains)
+    assert "| 3 (0, 1, 2) |" in table and f"{statistics.fmean(trained):.1f} ± {statistics.stdev(trained):.1f}" in table
+    assert f"{mean_gain:+.1f} ({mean_gain - half:+.1f} to {mean_gain + half:+.1f})" in table
+    assert r"$\pm$" in (out / "summary.tex").read_text() and r"\textbf{" in (out / "summary.tex").read_text()
+    per_run = {row["run"]: row for row in csv.DictReader((out / "results.csv").open())}
+    assert len(per_run) == 5 and per_run["dino-seed2"]["seed"] == "2"  # results.* keeps one row per run
+    gathered = {entry["label"]: entry["condition"] for entry in json.loads((out / "runs.json").read_text())}
+    assert gathered["dino-seed1"] == "dino" and gathered["dino-bf16-seed1"] == "dino-bf16-seed1"
