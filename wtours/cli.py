@@ -138,8 +138,8 @@ command(eval_app, "reconstruct", evaluate.ReconstructRequest, evaluate.eval_reco
 command(eval_app, "tracks", evaluate.TracksRequest, evaluate.eval_tracks, help="Draw the k objects DoRA's teacher "
         "discovers on a clip's first frame and tracks over its T frames.")  # fmt: skip
 command(app, "compare", compare.CompareRequest, compare.compare, help="Loss curves, k-NN / linear / J&F per "
-        "method and per pretraining videos (PNG + PDF) and a results table (Markdown, CSV, LaTeX) of several "
-        "runs.")  # fmt: skip
+        "method and per pretraining videos (PNG + PDF) and results tables (Markdown, CSV, LaTeX) of several runs; "
+        "runs that differ only in their seed are one condition, its mean ± sd over them in summary.*.")  # fmt: skip
 
 
 def main() -> None:

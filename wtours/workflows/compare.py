@@ -15,7 +15,8 @@ class CompareRequest(Request):
     runs: Annotated[list[Path], argument()] = Field(
         ...,
         description="Run folders (runs/<name>) to compare; their eval/knn.json, eval/linear.json and eval/davis/ are "
-        "read where `wtours eval` wrote them. Runs missing some are shown as n/a, not dropped.",
+        "read where `wtours eval` wrote them. Runs missing some are shown as n/a, not dropped. Give every seed's "
+        "run: runs that differ only in their seed are one condition (its mean and spread).",
     )
     out: Annotated[Path, flag("--out", "-o")] = Field(Path("compare"), description="Folder for the figures and tables.")
     images: Annotated[list[Path] | None, flag("--image", exists=True, dir_okay=False)] = Field(
@@ -46,7 +47,8 @@ class CompareResult:
 
 
 def compare(request: CompareRequest) -> CompareResult:
-    """Loss curves, k-NN / linear / J&F per method and per pretraining videos, and a results table."""
+    """Loss curves, k-NN / linear / J&F per method and per pretraining videos, and results tables. Runs that
+    differ only in their seed are drawn once, at their mean with each seed a dot; summary.md gives mean ± sd."""
     from wtours.trainers.evaluation.compare import compare_runs
 
     return CompareResult(compare_runs(
