@@ -68,6 +68,9 @@ class RunRecord:
     has_encoder: bool = False
     seed: int | None = None  # run.seed
     precision: str | None = None  # as trained (summary.json): a bf16 preset trains in fp32 on some CPUs
+    knn_set: str | None = None  # the labelled set k-NN scored on, for people: "study_set (1000 / 400, 64 px)"
+    knn_protocol: dict[str, Any] = field(default_factory=dict)  # what makes two k-NN scores comparable
+    notes: list[str] = field(default_factory=list)  # what was left out, and why
 
     @property
     def first_loss(self) -> float | None:
@@ -136,6 +139,25 @@ def _read_metrics(path: Path) -> tuple[list[int], list[float], list[tuple[int, d
     return steps, losses, knn_curve
 
 
+# What a k-NN report says of how it scored: two scores compare only if every one of these both reports hold is
+# equal. The set is known by its classes and sizes, not its path (a folder may be named relatively or moved).
+KNN_PROTOCOL_KEYS = ("classes", "n_train", "n_val", "image_size", "temperature")
+
+
+def knn_protocol(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: report[key] for key in KNN_PROTOCOL_KEYS if report.get(key) is not None}
+
+
+def same_protocol(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    return all(first[key] == second[key] for key in first.keys() & second.keys())
+
+
+def knn_set_label(report: dict[str, Any]) -> str:
+    name = Path(str(report.get("labelled_set") or "?")).name
+    sizes = f"{report.get('n_train', '?')} / {report.get('n_val', '?')}"
+    return f"{name} ({sizes}, {report.get('image_size', '?')} px)"
+
+
 def load_run(run_dir: Path) -> RunRecord:
     """Read one run folder; only ``config.yaml`` is required."""
     import yaml
@@ -180,6 +202,13 @@ def load_run(run_dir: Path) -> RunRecord:
     record.knn_top1 = {int(k): float(value) for k, value in (knn.get("top1") or {}).items()}
     untrained = read_json(files.knn_path(untrained=True)) or {}
     record.knn_untrained_top1 = {int(k): float(value) for k, value in (untrained.get("top1") or {}).items()}
+    record.knn_protocol, record.knn_set = knn_protocol(knn), knn_set_label(knn)
+    if record.knn_top1 and record.knn_untrained_top1 and not same_protocol(knn_protocol(untrained), knn_protocol(knn)):
+        record.notes.append(
+            f"{record.label}: its untrained floor was scored on {knn_set_label(untrained)}, the run on "
+            f"{record.knn_set}; the floor is left out (score both on one set: eval knn RUN --data SET [--untrained])"
+        )
+        record.knn_untrained_top1 = {}
     linear = read_json(files.linear_path) or {}
     linear_top1 = linear.get("best_top1", linear.get("top1"))
     record.linear_top1 = None if linear_top1 is None else 100 * float(linear_top1)
@@ -277,12 +306,18 @@ class Condition:
         """The k with the best mean top-1 among the ks every scored run measured (the smaller on a tie); one run's
         own best k."""
         scored = [record.knn_top1 for record in self.runs if record.knn_top1]
-        if not scored:
+        if not scored or not self.knn_comparable:
             return None
         ks = sorted(set.intersection(*(set(top1) for top1 in scored)))
         if not ks:
             return None
         return max(ks, key=lambda k: statistics.fmean(top1[k] for top1 in scored))
+
+    @property
+    def knn_comparable(self) -> bool:
+        """Whether every scored run's k-NN was measured on the same set, the same way (else no mean is taken)."""
+        protocols = [record.knn_protocol for record in self.runs if record.knn_top1]
+        return all(same_protocol(protocols[0], other) for other in protocols[1:])
 
     def knn(self, untrained: bool = False) -> SeedStats | None:
         k = self.knn_k
@@ -363,6 +398,7 @@ COLUMNS = (
     ("final_loss", "final loss", "{:.3f}".format),
     ("knn_top1", "k-NN top-1", "{:.1f}".format),
     ("knn_k", "k", str),
+    ("knn_set", "k-NN set", str),
     ("knn_untrained_top1", "k-NN untrained", "{:.1f}".format),
     ("linear_top1", "linear top-1", "{:.1f}".format),
     ("davis_jf", "J&F", "{:.1f}".format),
@@ -390,6 +426,7 @@ def table_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
                 "final_loss": record.final_loss,
                 "knn_top1": best_knn[1] if best_knn else None,
                 "knn_k": best_knn[0] if best_knn else None,
+                "knn_set": record.knn_set if record.knn_top1 else None,
                 "knn_untrained_top1": record.knn_untrained,
                 "linear_top1": record.linear_top1,
                 "davis_jf": record.davis.get("JF"),
@@ -414,10 +451,13 @@ def _csv(rows: Sequence[dict[str, Any]], fieldnames: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
-def _markdown_table(headers: Sequence[str], cell_rows: Sequence[Sequence[str]], note: str) -> str:
+def _markdown_table(
+    headers: Sequence[str], cell_rows: Sequence[Sequence[str]], note: str, notes: Sequence[str] = ()
+) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |" for cells in cell_rows]
-    return "\n".join(lines) + f"\n\n{note}\n"
+    left_out = "".join(f"\n- {line}" for line in notes)
+    return "\n".join(lines) + f"\n\n{note}\n" + (f"\nLeft out or not comparable:\n{left_out}\n" if notes else "")
 
 
 _LATEX_SPECIALS = {
@@ -462,7 +502,7 @@ def results_csv(rows: Sequence[dict[str, Any]]) -> str:
     return _csv(rows, [*(key for key, _, _ in COLUMNS), "missing"])
 
 
-def results_markdown(rows: Sequence[dict[str, Any]]) -> str:
+def results_markdown(rows: Sequence[dict[str, Any]], notes: Sequence[str] = ()) -> str:
     headers = [*(title for _, title, _ in COLUMNS), "not measured"]
     cell_rows = [[*(_cell(row, key, show) for key, _, show in COLUMNS), row["missing"] or MISSING] for row in rows]
     note = (
@@ -470,7 +510,7 @@ def results_markdown(rows: Sequence[dict[str, Any]]) -> str:
         "k-NN untrained: the same network before training (the run's encoder at step 0), at the same k (the floor). "
         "First and final loss: the mean of the first and of the last logging interval."
     )
-    return _markdown_table(headers, cell_rows, note)
+    return _markdown_table(headers, cell_rows, note, notes)
 
 
 def results_latex(rows: Sequence[dict[str, Any]]) -> str:
@@ -486,19 +526,25 @@ def results_latex(rows: Sequence[dict[str, Any]]) -> str:
 # tables show mean ± sd.
 SUMMARY_FIELDS = (
     "condition", "method", "arch", "pretraining_videos", "runs", "seeds", "steps", "final_loss_mean",
-    "final_loss_sd", "loss_change_pct_mean", "loss_change_pct_sd", "knn_k", "knn_top1_mean", "knn_top1_sd",
+    "final_loss_sd", "loss_change_pct_mean", "loss_change_pct_sd", "knn_k", "knn_set", "knn_top1_mean", "knn_top1_sd",
     "knn_untrained_mean", "knn_gain_mean", "knn_gain_sd", "knn_gain_ci95", "linear_top1_mean", "linear_top1_sd",
     "davis_jf_mean", "davis_jf_sd",
 )  # fmt: skip
 SUMMARY_HEADERS = (
     "condition", "method", "backbone", "pretraining videos", "runs (seeds)", "steps", "final loss", "loss change",
-    "k-NN top-1", "k", "k-NN untrained", "gain over untrained (95 % interval)", "linear top-1", "J&F",
+    "k-NN top-1", "k", "k-NN set", "k-NN untrained", "gain over untrained (95 % interval)", "linear top-1", "J&F",
 )  # fmt: skip
 
 
 def _steps_text(condition: Condition) -> str:
     steps = sorted({record.steps_done for record in condition.runs if record.steps_done is not None})
     return MISSING if not steps else str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+
+
+def _condition_knn_set(condition: Condition) -> str | None:
+    if condition.knn_k is None:
+        return None
+    return next(record.knn_set for record in condition.runs if record.knn_top1)
 
 
 def summary_measurements(condition: Condition) -> dict[str, SeedStats | None]:
@@ -522,7 +568,7 @@ def summary_rows(conditions: Sequence[Condition]) -> list[dict[str, Any]]:
             "condition": condition.label, "method": condition.method, "arch": condition.arch,
             "pretraining_videos": condition.videos, "runs": len(condition.runs),
             "seeds": " ".join("?" if seed is None else str(seed) for seed in condition.seeds),
-            "steps": _steps_text(condition), "knn_k": condition.knn_k,
+            "steps": _steps_text(condition), "knn_k": condition.knn_k, "knn_set": _condition_knn_set(condition),
         }  # fmt: skip
         for name, stat in stats.items():
             row[f"{name}_mean"] = stat.mean if stat else None
@@ -545,7 +591,8 @@ def _summary_cells(condition: Condition) -> list[str]:
     return [
         condition.label, condition.method, condition.arch, condition.videos, f"{len(condition.runs)} ({seeds})",
         _steps_text(condition), shown("final_loss", 3), change, shown("knn_top1"),
-        MISSING if condition.knn_k is None else str(condition.knn_k), shown("knn_untrained"), gain,
+        MISSING if condition.knn_k is None else str(condition.knn_k), _condition_knn_set(condition) or MISSING,
+        shown("knn_untrained"), gain,
         shown("linear_top1"), shown("davis_jf"),
     ]  # fmt: skip
 
@@ -559,15 +606,17 @@ SUMMARY_NOTE = (
 )
 
 
-def summary_markdown(conditions: Sequence[Condition]) -> str:
-    return _markdown_table(SUMMARY_HEADERS, [_summary_cells(condition) for condition in conditions], SUMMARY_NOTE)
+def summary_markdown(conditions: Sequence[Condition], notes: Sequence[str] = ()) -> str:
+    cell_rows = [_summary_cells(condition) for condition in conditions]
+    return _markdown_table(SUMMARY_HEADERS, cell_rows, SUMMARY_NOTE, notes)
 
 
 def summary_latex(conditions: Sequence[Condition]) -> str:
     """The best mean of k-NN, linear and J&F in bold."""
     means = {name: [summary_measurements(c)[name] for c in conditions] for name in ("knn_top1", "linear_top1",
                                                                                      "davis_jf")}  # fmt: skip
-    columns = {"knn_top1": 8, "linear_top1": 12, "davis_jf": 13}
+    columns = {name: SUMMARY_HEADERS.index(title) for name, title in
+               (("knn_top1", "k-NN top-1"), ("linear_top1", "linear top-1"), ("davis_jf", "J&F"))}  # fmt: skip
     bold = _best_cells({columns[name]: [stat.mean if stat else None for stat in stats]
                         for name, stats in means.items()})  # fmt: skip
     numeric = [index >= 5 for index in range(len(SUMMARY_HEADERS))]
@@ -827,6 +876,41 @@ def draw_attention_rows(
 # ----------------------------------------------------------------------------------------------- the entry
 
 
+@dataclass
+class Comparison:
+    """The runs, their conditions, and what the figures and tables leave out or cannot compare, and why."""
+
+    records: list[RunRecord]
+    conditions: list[Condition]
+    notes: list[str]
+
+
+def build_comparison(run_dirs: Sequence[Path]) -> Comparison:
+    """Gather the runs, group them into conditions and check that their k-NN scores compare: each run's floor on
+    its own set (`load_run`), the seeds of a condition on one set, and all runs on one set (else a note)."""
+    records = gather_runs(run_dirs)
+    conditions = group_conditions(records)
+    notes = [note for record in records for note in record.notes]
+    for condition in conditions:
+        if not condition.knn_comparable:
+            sets = ", ".join(f"{record.label} on {record.knn_set}" for record in condition.runs if record.knn_top1)
+            notes.append(f"{condition.label}: its seeds' k-NN were scored on different sets ({sets}); no mean is taken")
+    kinds: list[tuple[dict[str, Any], list[str]]] = []  # one entry per way of scoring, with the runs scored so
+    for record in (record for record in records if record.knn_top1):
+        for protocol, labels in kinds:
+            if same_protocol(protocol, record.knn_protocol):
+                labels.append(record.label)
+                break
+        else:
+            kinds.append((record.knn_protocol, [record.label]))
+    if len(kinds) > 1:
+        by_set = "; ".join(
+            f"{next(r.knn_set for r in records if r.label == labels[0])}: {', '.join(labels)}" for _, labels in kinds
+        )
+        notes.append(f"k-NN was scored on {len(kinds)} different sets ({by_set}): its numbers compare only within one")
+    return Comparison(records, conditions, notes)
+
+
 def compare_runs(
     run_dirs: Sequence[Path],
     out_dir: Path,
@@ -837,10 +921,25 @@ def compare_runs(
     device: str = "auto",
 ) -> dict[str, Path]:
     """Gather ``run_dirs`` and write the figures and tables into ``out_dir``. Returns file name -> path."""
+    return write_comparison(
+        build_comparison(run_dirs), out_dir, attention_images=attention_images, attention_size=attention_size,
+        attention_mass=attention_mass, device=device,
+    )  # fmt: skip
+
+
+def write_comparison(
+    comparison: Comparison,
+    out_dir: Path,
+    *,
+    attention_images: Sequence[Path] | None = None,
+    attention_size: int = 224,
+    attention_mass: float | None = None,
+    device: str = "auto",
+) -> dict[str, Path]:
+    """Write the figures and tables of ``comparison`` into ``out_dir``. Returns file name -> path."""
     from wtours.store import atomic_write_json, atomic_write_text
 
-    records = gather_runs(run_dirs)
-    conditions = group_conditions(records)
+    records, conditions = comparison.records, comparison.conditions
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = draw_loss_curves(conditions, out_dir / "loss_curves")
@@ -854,10 +953,10 @@ def compare_runs(
         )  # fmt: skip
     rows = table_rows(records)
     tables = {
-        "results.md": results_markdown(rows),
+        "results.md": results_markdown(rows, comparison.notes),
         "results.csv": results_csv(rows),
         "results.tex": results_latex(rows),
-        "summary.md": summary_markdown(conditions),
+        "summary.md": summary_markdown(conditions, comparison.notes),
         "summary.csv": _csv(summary_rows(conditions), SUMMARY_FIELDS),
         "summary.tex": summary_latex(conditions),
     }

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -39,19 +40,24 @@ class CompareRequest(Request):
 @dataclass
 class CompareResult:
     written: dict[str, Path]
+    notes: list[str] = field(default_factory=list)  # what the figures and tables left out, and why
     exit_code: int = 0
 
     def report(self) -> None:
         for path in self.written.values():
             print(path)
+        for note in self.notes:
+            print(f"note: {note}", file=sys.stderr)
 
 
 def compare(request: CompareRequest) -> CompareResult:
     """Loss curves, k-NN / linear / J&F per method and per pretraining videos, and results tables. Runs that
     differ only in their seed are drawn once, at their mean with each seed a dot; summary.md gives mean ± sd."""
-    from wtours.trainers.evaluation.compare import compare_runs
+    from wtours.trainers.evaluation.compare import build_comparison, write_comparison
 
-    return CompareResult(compare_runs(
-        request.runs, request.out, attention_images=request.images, attention_size=request.image_size,
+    comparison = build_comparison(request.runs)
+    written = write_comparison(
+        comparison, request.out, attention_images=request.images, attention_size=request.image_size,
         attention_mass=request.threshold, device=request.device,
-    ))  # fmt: skip
+    )  # fmt: skip
+    return CompareResult(written, comparison.notes)

@@ -15,7 +15,13 @@ from typer.testing import CliRunner
 from wtours.cli import app
 from wtours.errors import WtoursError
 from wtours.store import RunDir
-from wtours.trainers.evaluation.compare import compare_runs, evaluation_panels, gather_runs, group_conditions
+from wtours.trainers.evaluation.compare import (
+    build_comparison,
+    compare_runs,
+    evaluation_panels,
+    gather_runs,
+    group_conditions,
+)
 from wtours.trainers.training.engine import pretrain
 
 FIGURES = ("loss_curves", "eval_by_method", "eval_by_videos")
@@ -258,3 +264,43 @@ def test_runs_that_differ_only_in_their_seed_are_one_condition_with_its_mean_spr
     assert len(per_run) == 5 and per_run["dino-seed2"]["seed"] == "2"  # results.* keeps one row per run
     gathered = {entry["label"]: entry["condition"] for entry in json.loads((out / "runs.json").read_text())}
     assert gathered["dino-seed1"] == "dino" and gathered["dino-bf16-seed1"] == "dino-bf16-seed1"
+
+
+def test_knn_scores_from_different_sets_are_never_set_side_by_side_as_if_they_compared(tmp_path: Path) -> None:
+    def report(top1: float, n_val: int, where: str, untrained: bool = False) -> dict:
+        return {"top1": {"20": top1}, "classes": ["a", "b"], "n_train": 100, "n_val": n_val, "image_size": 64,
+                "temperature": 0.07, "labelled_set": where, "untrained": untrained}  # fmt: skip
+
+    # The floor scored on the same set named another way (a relative path, a moved folder): kept.
+    same = tmp_path / "dino-seed0"
+    write_run_by_hand(same, "dino", None, [5.0, 4.0], {
+        "knn.json": report(70.0, 40, str(tmp_path / "study_set")),
+        "knn_untrained.json": report(56.0, 40, "study_set", untrained=True),
+    }, {"run.seed": 0})  # fmt: skip
+    # The floor scored on another set (the default study set, the run on the user's own): left out, with a note.
+    other_floor = tmp_path / "dino-seed1"
+    write_run_by_hand(other_floor, "dino", None, [5.0, 4.0], {
+        "knn.json": report(71.0, 80, "imagenet"), "knn_untrained.json": report(55.0, 40, "study_set", untrained=True),
+    }, {"run.seed": 1})  # fmt: skip
+
+    comparison = build_comparison([same, other_floor])
+    same_record, other_record = comparison.records
+    assert same_record.knn_untrained_top1 == {20: 56.0} and other_record.knn_untrained_top1 == {}
+    assert same_record.knn_set == "study_set (100 / 40, 64 px)"
+    # The two seeds were scored on different sets: their condition takes no k-NN mean.
+    (condition,) = comparison.conditions
+    assert condition.label == "dino" and not condition.knn_comparable and condition.knn() is None
+    notes = "\n".join(comparison.notes)
+    assert "dino-seed1: its untrained floor was scored on study_set (100 / 40, 64 px), the run on imagenet" in notes
+    assert "dino: its seeds' k-NN were scored on different sets" in notes
+    assert "k-NN was scored on 2 different sets" in notes
+
+    result = CliRunner().invoke(app, ["compare", str(same), str(other_floor), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "note: k-NN was scored on 2 different sets" in result.stderr
+    rows = markdown_rows((tmp_path / "out" / "results.md").read_text())
+    assert rows["dino-seed1"]["k-NN untrained"] == "—" and rows["dino-seed0"]["k-NN untrained"] == "56.0"
+    assert rows["dino-seed1"]["k-NN set"] == "imagenet (100 / 80, 64 px)"
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Left out or not comparable:" in summary and "| dino | dino |" in summary
+    assert next(row for row in csv.DictReader((tmp_path / "out" / "summary.csv").open()))["knn_top1_mean"] == ""
