@@ -174,7 +174,8 @@ def test_the_run_dir_names_every_file_of_a_run_folder(tmp_path):
         run.summary_path: "summary.json",
         run.knn_path(): "eval/knn.json",
         run.knn_path(untrained=True): "eval/knn_untrained.json",
-        run.linear_path: "eval/linear.json",
+        run.linear_path(): "eval/linear.json",
+        run.linear_path(untrained=True): "eval/linear_untrained.json",
         run.davis_dir: "eval/davis",
     }
     assert {str(path.relative_to(run.root)): name for path, name in layout.items()} == {

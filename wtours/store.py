@@ -384,9 +384,9 @@ class RunDir:
         """``eval knn``'s report of the trained encoder, or with ``untrained`` of its floor."""
         return self.eval_dir / ("knn_untrained.json" if untrained else "knn.json")
 
-    @property
-    def linear_path(self) -> Path:
-        return self.eval_dir / "linear.json"
+    def linear_path(self, *, untrained: bool = False) -> Path:
+        """``eval linear``'s report of the trained encoder, or with ``untrained`` of its floor."""
+        return self.eval_dir / ("linear_untrained.json" if untrained else "linear.json")
 
     @property
     def davis_dir(self) -> Path:

@@ -10,6 +10,7 @@ A run is the folder ``pretrain`` writes, plus whatever ``wtours eval`` put in it
     runs/<name>/eval/knn.json          wtours eval knn RUN       top1: {k: percent}
     runs/<name>/eval/knn_untrained.json  wtours eval knn RUN --untrained: the same, untrained (the baseline)
     runs/<name>/eval/linear.json       wtours eval linear RUN    top1 / best_top1: fraction
+    runs/<name>/eval/linear_untrained.json  wtours eval linear RUN --untrained: the same probe, untrained
     runs/<name>/eval/davis/summary.json wtours eval davis RUN    JF_mean, J_mean, F_mean: fractions
 
 Runs whose settings differ only in their seed (and in where and how they ran: ``run.name``, ``run.output_dir``,
@@ -64,6 +65,7 @@ class RunRecord:
     knn_top1: dict[int, float] = field(default_factory=dict)  # k -> percent
     knn_untrained_top1: dict[int, float] = field(default_factory=dict)  # the architecture untrained, k -> percent
     linear_top1: float | None = None  # percent
+    linear_untrained_top1: float | None = None  # the same probe of the network at step 0, percent
     davis: dict[str, float] = field(default_factory=dict)  # "JF", "J", "F" -> percent
     has_encoder: bool = False
     seed: int | None = None  # run.seed
@@ -139,6 +141,26 @@ def _read_metrics(path: Path) -> tuple[list[int], list[float], list[tuple[int, d
     return steps, losses, knn_curve
 
 
+def _linear_top1(report: dict[str, Any]) -> float | None:
+    """The best epoch's top-1 in percent (what DINO prints), else the last one's; None without a report."""
+    top1 = report.get("best_top1", report.get("top1"))
+    return None if top1 is None else 100 * float(top1)
+
+
+# What makes two linear probes comparable: the set (its size and classes), the features and the probe's recipe.
+LINEAR_PROTOCOL_KEYS = ("protocol", "classes", "train_images", "val_images", "n_last_blocks", "avgpool_patches",
+                        "resize", "crop", "config")  # fmt: skip
+
+
+def linear_protocol(report: dict[str, Any]) -> dict[str, Any]:
+    return {key: report[key] for key in LINEAR_PROTOCOL_KEYS if report.get(key) is not None}
+
+
+def _linear_differences(first: dict[str, Any], second: dict[str, Any]) -> str:
+    a, b = linear_protocol(first), linear_protocol(second)
+    return ", ".join(f"{key} {a[key]} vs {b[key]}" for key in sorted(a.keys() & b.keys()) if a[key] != b[key])
+
+
 # What a k-NN report says of how it scored: two scores compare only if every one of these both reports hold is
 # equal. The set is known by its classes and sizes, not its path (a folder may be named relatively or moved).
 KNN_PROTOCOL_KEYS = ("classes", "n_train", "n_val", "image_size", "temperature")
@@ -209,9 +231,15 @@ def load_run(run_dir: Path) -> RunRecord:
             f"{record.knn_set}; the floor is left out (score both on one set: eval knn RUN --data SET [--untrained])"
         )
         record.knn_untrained_top1 = {}
-    linear = read_json(files.linear_path) or {}
-    linear_top1 = linear.get("best_top1", linear.get("top1"))
-    record.linear_top1 = None if linear_top1 is None else 100 * float(linear_top1)
+    linear, linear_floor = read_json(files.linear_path()) or {}, read_json(files.linear_path(untrained=True)) or {}
+    record.linear_top1, record.linear_untrained_top1 = _linear_top1(linear), _linear_top1(linear_floor)
+    both = record.linear_top1 is not None and record.linear_untrained_top1 is not None
+    if both and not same_protocol(linear_protocol(linear_floor), linear_protocol(linear)):
+        record.notes.append(
+            f"{record.label}: its untrained linear probe ran another protocol or set than the run's "
+            f"({_linear_differences(linear_floor, linear)}); that floor is left out"
+        )
+        record.linear_untrained_top1 = None
     davis = read_json(files.davis_summary_path) or {}
     record.davis = {name: 100 * float(davis[f"{name}_mean"]) for name in ("JF", "J", "F") if f"{name}_mean" in davis}
     return record
@@ -401,6 +429,7 @@ COLUMNS = (
     ("knn_set", "k-NN set", str),
     ("knn_untrained_top1", "k-NN untrained", "{:.1f}".format),
     ("linear_top1", "linear top-1", "{:.1f}".format),
+    ("linear_untrained_top1", "linear untrained", "{:.1f}".format),
     ("davis_jf", "J&F", "{:.1f}".format),
     ("davis_j", "J", "{:.1f}".format),
     ("davis_f", "F", "{:.1f}".format),
@@ -429,6 +458,7 @@ def table_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
                 "knn_set": record.knn_set if record.knn_top1 else None,
                 "knn_untrained_top1": record.knn_untrained,
                 "linear_top1": record.linear_top1,
+                "linear_untrained_top1": record.linear_untrained_top1,
                 "davis_jf": record.davis.get("JF"),
                 "davis_j": record.davis.get("J"),
                 "davis_f": record.davis.get("F"),
@@ -528,11 +558,13 @@ SUMMARY_FIELDS = (
     "condition", "method", "arch", "pretraining_videos", "runs", "seeds", "steps", "final_loss_mean",
     "final_loss_sd", "loss_change_pct_mean", "loss_change_pct_sd", "knn_k", "knn_set", "knn_top1_mean", "knn_top1_sd",
     "knn_untrained_mean", "knn_gain_mean", "knn_gain_sd", "knn_gain_ci95", "linear_top1_mean", "linear_top1_sd",
+    "linear_untrained_mean",
     "davis_jf_mean", "davis_jf_sd",
 )  # fmt: skip
 SUMMARY_HEADERS = (
     "condition", "method", "backbone", "pretraining videos", "runs (seeds)", "steps", "final loss", "loss change",
-    "k-NN top-1", "k", "k-NN set", "k-NN untrained", "gain over untrained (95 % interval)", "linear top-1", "J&F",
+    "k-NN top-1", "k", "k-NN set", "k-NN untrained", "gain over untrained (95 % interval)", "linear top-1",
+    "linear untrained", "J&F",
 )  # fmt: skip
 
 
@@ -555,6 +587,7 @@ def summary_measurements(condition: Condition) -> dict[str, SeedStats | None]:
         "knn_untrained": condition.knn(untrained=True),
         "knn_gain": condition.knn_gain(),
         "linear_top1": seed_stats([record.linear_top1 for record in condition.runs]),
+        "linear_untrained": seed_stats([record.linear_untrained_top1 for record in condition.runs]),
         "davis_jf": seed_stats([record.davis.get("JF") for record in condition.runs]),
     }
 
@@ -593,7 +626,7 @@ def _summary_cells(condition: Condition) -> list[str]:
         _steps_text(condition), shown("final_loss", 3), change, shown("knn_top1"),
         MISSING if condition.knn_k is None else str(condition.knn_k), _condition_knn_set(condition) or MISSING,
         shown("knn_untrained"), gain,
-        shown("linear_top1"), shown("davis_jf"),
+        shown("linear_top1"), shown("linear_untrained"), shown("davis_jf"),
     ]  # fmt: skip
 
 
@@ -731,7 +764,8 @@ def draw_knn_curves(conditions: Sequence[Condition], out_stem: Path) -> list[Pat
 @dataclass
 class Panel:
     """One panel of the evaluation bars: per condition, the value of each of its runs that has it, in percent,
-    and for k-NN each run's untrained floor at the same k. An empty list: not measured."""
+    and for k-NN and the linear probe each run's untrained floor (k-NN: at the same k). An empty list: not
+    measured."""
 
     title: str
     values: list[list[float]]
@@ -751,7 +785,8 @@ def evaluation_panels(conditions: Sequence[Condition]) -> list[Panel]:
         for k in ks
     ]  # fmt: skip
     nothing: list[list[float]] = [[] for _ in conditions]
-    panels.append(Panel("linear top-1", [measured(r.linear_top1 for r in c.runs) for c in conditions], nothing))
+    panels.append(Panel("linear top-1", [measured(r.linear_top1 for r in c.runs) for c in conditions],
+                        [measured(r.linear_untrained_top1 for r in c.runs) for c in conditions]))  # fmt: skip
     panels.append(Panel("DAVIS J&F", [measured(r.davis.get("JF") for r in c.runs) for c in conditions], nothing))
     return panels
 
@@ -759,8 +794,9 @@ def evaluation_panels(conditions: Sequence[Condition]) -> list[Panel]:
 def draw_evaluation_bars(conditions: Sequence[Condition], out_stem: Path, group_by: str) -> list[Path]:
     """One panel per measurement, one bar per condition at the mean of its runs, each run a dot on it when there
     are several; conditions grouped (and coloured) by ``group_by`` ("method" or "videos"). A condition without
-    the measurement gets an "n/a" marker instead of a bar. A k-NN bar is crossed by a dashed line at the same
-    networks' untrained score (the floor, their mean), where `eval knn --untrained` measured it."""
+    the measurement gets an "n/a" marker instead of a bar. A k-NN or linear bar is crossed by a dashed line at the
+    same networks' untrained score (the floor, their mean), where `eval knn` / `eval linear --untrained` measured
+    it."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch

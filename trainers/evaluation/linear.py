@@ -217,12 +217,22 @@ def run_linear_probe(
     feature_batch_size: int = 128,
     num_workers: int = 2,
     device: str = "auto",
+    untrained: bool = False,
 ) -> dict:
-    """Probe the encoder in ``weights`` by ``config.protocol``, write the results JSON atomically, return it."""
-    from wtours.store import atomic_write_json, encoder_weights
+    """Probe the encoder in ``weights`` by ``config.protocol``, write the results JSON atomically, return it.
+    ``untrained=True`` probes the same network before training instead (the floor): the run's encoder at step 0
+    (``encoder_init.safetensors``), else the architecture at random initialisation, whose features are not cached
+    (nothing names them but the trained file)."""
+    from wtours.store import atomic_write_json, encoder_weights, initial_encoder_weights
     from wtours.trainers.evaluation.features import file_digest
 
     weights = encoder_weights(weights)
+    random_init = False
+    if untrained:
+        if initial_encoder_weights(weights).is_file():
+            weights = initial_encoder_weights(weights)
+        else:
+            random_init, cache_dir = True, None
     result, info = probe_encoder(
         weights,
         train_dir,
@@ -237,8 +247,10 @@ def run_linear_probe(
         feature_batch_size=feature_batch_size,
         num_workers=num_workers,
         device=device,
+        untrained=random_init,
     )
     report = {
+        "untrained": untrained,
         "top1": result.top1,
         "top5": result.top5,
         "best_top1": result.best_top1,
@@ -275,9 +287,11 @@ def probe_encoder(
     feature_batch_size: int = 128,
     num_workers: int = 2,
     device: str = "auto",
+    untrained: bool = False,
 ) -> tuple[LinearProbeResult, dict]:
     """The probe itself: (result, counts for the report). Val features (and, protocol ``cached``, training
-    features) come from the feature cache when ``cache_dir`` holds them."""
+    features) come from the feature cache when ``cache_dir`` holds them. ``untrained``: `load_encoder`'s (the
+    caller keeps the cache away from it)."""
     from wtours.progress import make_progress
     from wtours.trainers.evaluation.features import (
         EvalTransform,
@@ -288,7 +302,7 @@ def probe_encoder(
     )
 
     torch_device = pick_device(device)
-    model = load_encoder(arch, weights)
+    model = load_encoder(arch, weights, untrained=untrained)
     if not 1 <= n_last_blocks <= len(model.blocks):
         raise WtoursError(f"--n-last-blocks {n_last_blocks}: the encoder has {len(model.blocks)} blocks")
     features = dict(

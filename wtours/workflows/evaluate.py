@@ -185,6 +185,12 @@ class LinearRequest(LabelledSetRequest):
         128, ge=1, description="Images per encoder forward pass; lower it on a small GPU."
     )
     seed: int = Field(0, description="Seed of the classifier's initialisation, the batch order and the training crops.")
+    untrained: bool = Field(
+        False,
+        description="Probe the same network before training instead of its weights: the run's encoder at step 0 "
+        "(encoder_init.safetensors), else the architecture at random initialisation: the floor a trained encoder "
+        "should beat. Default output: <run>/eval/linear_untrained.json.",
+    )
 
 
 @dataclass
@@ -206,7 +212,8 @@ def eval_linear(request: LinearRequest) -> LinearResult:
     from wtours.trainers.evaluation.linear import LinearProbeConfig, run_linear_probe
 
     run = _run_of(request.encoder)
-    out = request.out or (run.linear_path if run else Path("linear.json"))
+    default = Path("linear_untrained.json" if request.untrained else "linear.json")
+    out = request.out or (run.linear_path(untrained=request.untrained) if run else default)
     labelled = request.labelled_set()
     config = LinearProbeConfig(
         epochs=request.epochs, lr=request.lr, batch_size=request.batch_size, weight_decay=request.weight_decay,
@@ -217,6 +224,7 @@ def eval_linear(request: LinearRequest) -> LinearResult:
         n_last_blocks=request.n_last_blocks, avgpool_patches=request.avgpool, resize=request.resize,
         crop=request.crop, cache_dir=None if request.no_cache else request.cache_dir,
         feature_batch_size=request.feature_batch_size, num_workers=request.num_workers, device=request.device,
+        untrained=request.untrained,
     )  # fmt: skip
     return LinearResult(report, out)
 

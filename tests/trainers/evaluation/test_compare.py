@@ -99,6 +99,13 @@ def test_compare_two_runs_writes_every_file_with_the_runs_numbers(tmp_path: Path
         "--num-workers", "0", "--device", "cpu", "--untrained",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [
+        "eval", "linear", str(run_a), "--data", str(labelled), "--resize", "32", "--crop", "32", "--epochs", "3",
+        "--n-last-blocks", "1", "--no-cache", "--num-workers", "0", "--device", "cpu", "--untrained",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    linear_floor = json.loads((run_a / "eval" / "linear_untrained.json").read_text())
+    assert linear_floor["untrained"] and linear_floor["weights"].endswith("encoder_init.safetensors")
     knn = json.loads((run_a / "eval" / "knn.json").read_text())
     untrained = json.loads((run_a / "eval" / "knn_untrained.json").read_text())
     linear = json.loads((run_a / "eval" / "linear.json").read_text())
@@ -129,6 +136,7 @@ def test_compare_two_runs_writes_every_file_with_the_runs_numbers(tmp_path: Path
     assert (float(a["knn_top1"]), int(a["knn_k"])) == (best_top1, best_k)
     assert float(a["knn_untrained_top1"]) == untrained["top1"][str(best_k)]  # the baseline at the same k
     assert float(a["linear_top1"]) == pytest.approx(100 * linear["best_top1"])
+    assert float(a["linear_untrained_top1"]) == pytest.approx(100 * linear_floor["best_top1"])
     assert a["davis_jf"] == "" and a["missing"] == "DAVIS"
     assert (b["method"], b["pretraining_videos"], float(b["final_loss"])) == ("dora", "Venice+Kyoto", 2.95)
     assert b["knn_top1"] == b["knn_untrained_top1"] == b["linear_top1"] == b["davis_jf"] == ""
@@ -276,6 +284,9 @@ def test_knn_scores_from_different_sets_are_never_set_side_by_side_as_if_they_co
     write_run_by_hand(same, "dino", None, [5.0, 4.0], {
         "knn.json": report(70.0, 40, str(tmp_path / "study_set")),
         "knn_untrained.json": report(56.0, 40, "study_set", untrained=True),
+        # ... but its linear floor ran the cached probe, the run DINO's: left out too.
+        "linear.json": {"best_top1": 0.5, "protocol": "dino", "val_images": 40},
+        "linear_untrained.json": {"best_top1": 0.3, "protocol": "cached", "val_images": 40},
     }, {"run.seed": 0})  # fmt: skip
     # The floor scored on another set (the default study set, the run on the user's own): left out, with a note.
     other_floor = tmp_path / "dino-seed1"
@@ -286,6 +297,7 @@ def test_knn_scores_from_different_sets_are_never_set_side_by_side_as_if_they_co
     comparison = build_comparison([same, other_floor])
     same_record, other_record = comparison.records
     assert same_record.knn_untrained_top1 == {20: 56.0} and other_record.knn_untrained_top1 == {}
+    assert same_record.linear_top1 == 50.0 and same_record.linear_untrained_top1 is None
     assert same_record.knn_set == "study_set (100 / 40, 64 px)"
     # The two seeds were scored on different sets: their condition takes no k-NN mean.
     (condition,) = comparison.conditions
@@ -294,6 +306,10 @@ def test_knn_scores_from_different_sets_are_never_set_side_by_side_as_if_they_co
     assert "dino-seed1: its untrained floor was scored on study_set (100 / 40, 64 px), the run on imagenet" in notes
     assert "dino: its seeds' k-NN were scored on different sets" in notes
     assert "k-NN was scored on 2 different sets" in notes
+    assert (
+        "dino-seed0: its untrained linear probe ran another protocol or set than the run's (protocol cached vs dino)"
+        in notes
+    )
 
     result = CliRunner().invoke(app, ["compare", str(same), str(other_floor), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output

@@ -313,3 +313,39 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(WtoursError, match="safetensors"):
         load_encoder(None, tmp_path / "junk.safetensors")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_untrained_probe_reads_the_step0_encoder_and_never_the_trained_features_cache(tmp_path):
+    import timm
+
+    run = tmp_path / "run"
+    run.mkdir()
+    models = []
+    for seed in (1, 2):  # two different networks: the trained encoder and the one at step 0
+        torch.manual_seed(seed)
+        models.append(timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **TINY_VIT))
+    weights = write_tiny_vit(run / "encoder.safetensors", models[0])
+    initial = write_tiny_vit(run / "encoder_init.safetensors", models[1])
+    train_dir = write_image_folder(tmp_path / "train", 8, seed=0)
+    val_dir = write_image_folder(tmp_path / "val", 4, seed=1)
+    cache = tmp_path / "cache"
+    options = dict(config=LinearProbeConfig(epochs=5, batch_size=8, lr=32.0, protocol="cached"), n_last_blocks=2,
+                   resize=32, crop=32, num_workers=0, device="cpu")  # fmt: skip
+
+    trained = run_linear_probe(weights, train_dir, val_dir, tmp_path / "trained.json", cache_dir=cache, **options)
+    floor = run_linear_probe(run, train_dir, val_dir, tmp_path / "floor.json", cache_dir=cache, untrained=True,
+                             **options)  # fmt: skip
+    by_hand = run_linear_probe(initial, train_dir, val_dir, tmp_path / "by_hand.json", **options)
+    assert (trained["untrained"], floor["untrained"]) == (False, True)
+    assert floor["weights"] == str(initial) and floor["weights_sha256_16"] != trained["weights_sha256_16"]
+    assert floor["val_top1_per_epoch"] == by_hand["val_top1_per_epoch"]  # the step-0 network, not cached features
+    assert len(list(cache.glob("*.safetensors"))) == 4  # each network's own train and val features
+
+    # Without a step-0 file: timm's random initialisation, probed without the cache (the trained file names it).
+    initial.unlink()
+    random_init = run_linear_probe(run, train_dir, val_dir, tmp_path / "random.json", cache_dir=cache,
+                                   untrained=True, **options)  # fmt: skip
+    assert random_init["untrained"] and random_init["weights"] == str(weights)
+    assert len(list(cache.glob("*.safetensors"))) == 4
+    again = run_linear_probe(weights, train_dir, val_dir, tmp_path / "again.json", cache_dir=cache, **options)
+    assert again["val_top1_per_epoch"] == trained["val_top1_per_epoch"]  # the cache still holds the trained features
