@@ -4,6 +4,7 @@ against the same network before training, over several seeds, on 2 CPU cores.
     python benchmarks/study_cpu.py                          # 3 methods x seeds 0 1 2, 2 jobs of 1 thread
     python benchmarks/study_cpu.py --methods dino --seeds 0 # one run
     python benchmarks/study_cpu.py --val-per-class 100      # the same runs on 2000 validation crops
+    python benchmarks/study_cpu.py --linear                 # also DINO's linear probe of each run and its floor
 
 The study set (`wtours.sample.study`): a slow walk over 20 real photographs that installed packages ship
 (128 x 96, 8 fps, 6 s per photo, a cut between photos) to pretrain on, without labels, and 64-px crops of the
@@ -114,13 +115,15 @@ def videomae_references(run, dataset, n_clips: int = 256, seed: int = 1234) -> d
 
 def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = False,
             settings: dict[str, object] | None = None, tag: str = "",
-            val_per_class: int = VAL_PER_CLASS, knn_every: int | None = None, device: str = "cpu") -> dict:  # fmt: skip
+            val_per_class: int = VAL_PER_CLASS, knn_every: int | None = None, device: str = "cpu",
+            linear: bool = False) -> dict:  # fmt: skip
     """Train (or reuse) one run and evaluate it and its floor. Runs in a worker process. ``smoke``: 2 steps;
     ``settings``: overrides of the preset (``--set``), the run named ``<method>[-<tag>]-seed<seed>``;
     ``val_per_class``: the k-NN's validation crops per photo (reports ``eval/knn[_untrained]_val<N>.json``
     unless it is the study set's 20); ``knn_every``: the k-NN of the encoder on the study set every N steps while it
     trains (`run.knn_every`: changes nothing it learns; a run reused from before keeps the curve it has);
-    ``device``: where it trains and is scored (``cuda``: the same study on a GPU)."""
+    ``device``: where it trains and is scored (``cuda``: the same study on a GPU); ``linear``: also DINO's linear
+    probe, cached protocol (features of centre crops, 100 epochs), of the encoder and of its floor."""
     import torch
 
     from wtours.store import RunDir
@@ -167,6 +170,20 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
             device=device, num_workers=0, out_json=report_path, untrained=untrained,
         )  # fmt: skip
         knn[untrained], val_crops = report["top1"][str(K)], report["n_val"]
+    probes = {}
+    if linear:  # about 8 s each on a CPU core
+        from wtours.trainers.evaluation.linear import LinearProbeConfig, run_linear_probe
+
+        for untrained in (False, True):
+            report_path = run.linear_path(untrained=untrained)
+            if val_per_class != VAL_PER_CLASS:
+                report_path = report_path.with_name(f"{report_path.stem}_val{val_per_class}.json")
+            report = run_linear_probe(
+                config.run_dir, labelled / "train", labelled / "val", report_path,
+                config=LinearProbeConfig(protocol="cached"), resize=image_size, crop=image_size, num_workers=0,
+                device=device, untrained=untrained,
+            )  # fmt: skip
+            probes[untrained] = 100 * report["best_top1"]
     losses = run.losses()
     references = videomae_references(config.run_dir, dataset) if method == "videomae" else {}
     return {
@@ -185,7 +202,9 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         "val_crops": val_crops,
         "knn_curve": [[step, top1[K]] for step, top1 in load_run(run.root).knn_curve if K in top1],
         **({"reference_losses": references} if references else {}),
-    }
+        **({"linear": probes[False], "linear_floor": probes[True], "linear_gain": probes[False] - probes[True]}
+           if probes else {}),
+    }  # fmt: skip
 
 
 def verdict(method: str, rows: list[dict]) -> tuple[bool, str]:
@@ -255,6 +274,14 @@ def markdown(rows: list[dict], methods: list[str], total_s: float) -> str:
             f" | {row['reference_losses']['inpainting']:.3f} |"
             for row in references
         ]
+    probed = [row for row in rows if "linear" in row]
+    if probed:
+        lines += ["", "| method | seed | linear top-1 (cached probe) | untrained | gain |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"| {row['method']} | {row['seed']} | {row['linear']:.1f} | {row['linear_floor']:.1f} | "
+            f"{row['linear_gain']:+.1f} |"
+            for row in probed
+        ]
     lines += curve_tables(rows)
     lines += ["", "| method | target | mean over seeds | met |", "|---|---|---|---|"]
     for method in methods:
@@ -308,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         "the curve from the floor at step 0, in study[-TAG].md/.json. Changes nothing a run learns",
     )
     parser.add_argument(
+        "--linear",
+        action="store_true",
+        help="also DINO's linear probe of each run and of its floor (cached protocol: features of centre crops, 100 "
+        "epochs; about 8 s each on a CPU core), in study[-TAG].md/.json and the comparison. Not a target",
+    )
+    parser.add_argument(
         "--device",
         choices=("cpu", "cuda"),
         default="cpu",
@@ -350,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = sorted(((m, s) for m in args.methods for s in args.seeds), key=lambda item: (order[item[0]], item[1]))
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     common = (str(args.workdir), args.threads, args.smoke, settings, args.tag, args.val_per_class, args.knn_every,
-              args.device)
+              args.device, args.linear)
     if args.jobs == 1:
         rows = [run_one(m, s, *common) for m, s in plan]
     else:

@@ -77,10 +77,17 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     rough = study.videomae_references(rows["videomae"]["run_dir"], noisy, n_clips=8)
     assert smooth["inpainting"] < 0.25 * smooth["zeros"]
     assert rough["inpainting"] > 0.95 * rough["zeros"]
-    # A second run reuses what finished: nothing is trained again.
-    study.main(["--methods", "dino", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path)])
+    # A second run reuses what finished: nothing is trained again. --linear probes the run and its floor too.
+    study.main(["--methods", "dino", "--seeds", "0", "--smoke", "--jobs", "1", "--workdir", str(tmp_path), "--linear"])
     again = json.loads((tmp_path / "study.json").read_text())["rows"][0]
     assert again["train_s"] is None and again["knn"] == rows["dino"]["knn"]
+    eval_dir = Path(again["run_dir"]) / "eval"
+    floor_report = json.loads((eval_dir / "linear_untrained.json").read_text())
+    assert floor_report["untrained"] and floor_report["weights"].endswith("encoder_init.safetensors")
+    assert again["linear_floor"] == pytest.approx(100 * floor_report["best_top1"])
+    assert again["linear_gain"] == pytest.approx(again["linear"] - again["linear_floor"])
+    assert f"| dino | 0 | {again['linear']:.1f} | {again['linear_floor']:.1f} |" in (tmp_path / "study.md").read_text()
+    assert "| linear untrained |" in (tmp_path / "comparison" / "results.md").read_text()
     # ... and its wall clock, the scoring alone, is not judged against the study's 20 minutes.
     timing = (tmp_path / "study.md").read_text()
     assert "1 of 1 runs reused from an earlier invocation, so not the study's time" in timing
@@ -91,7 +98,6 @@ def test_smoke_study_writes_a_table_of_runs_against_their_own_initial_encoders(t
     larger = json.loads((tmp_path / "study-val30.json").read_text())["rows"][0]
     assert larger["train_s"] is None and larger["val_crops"] == 600 and again["val_crops"] == 400
     assert "k-NN on 600 validation crops." in (tmp_path / "study-val30.md").read_text()
-    eval_dir = Path(again["run_dir"]) / "eval"
     assert json.loads((eval_dir / "knn_val30.json").read_text())["n_val"] == 600
     assert json.loads((eval_dir / "knn.json").read_text())["n_val"] == 400
     assert json.loads((eval_dir / "knn_untrained_val30.json").read_text())["top1"]["20"] == larger["floor"]
