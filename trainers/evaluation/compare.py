@@ -773,21 +773,30 @@ class Panel:
 
 
 def evaluation_panels(conditions: Sequence[Condition]) -> list[Panel]:
-    """The panels for every measurement at least one run has: k-NN at each k, the linear probe, DAVIS J&F."""
+    """The panels for every measurement at least one run has: k-NN at each k, the linear probe, DAVIS J&F. A
+    floor is drawn only where every run with the value has one; k-NN scores from different sets (a condition
+    whose seeds were scored on several) are not drawn."""
 
-    def measured(values) -> list[float]:
-        return [float(value) for value in values if value is not None]
+    def panel(title: str, pairs_per_condition: list[list[tuple[float | None, float | None]]]) -> Panel:
+        values, floors = [], []
+        for pairs in pairs_per_condition:
+            scored = [(value, floor) for value, floor in pairs if value is not None]
+            values.append([float(value) for value, _ in scored])
+            floored = all(floor is not None for _, floor in scored)
+            floors.append([float(floor) for _, floor in scored] if floored else [])
+        return Panel(title, values, floors)
 
     ks = sorted({k for condition in conditions for record in condition.runs for k in record.knn_top1})
     panels = [
-        Panel(f"k-NN top-1, k={k}", [measured(r.knn_top1.get(k) for r in c.runs) for c in conditions],
-              [measured(r.knn_untrained_top1.get(k) for r in c.runs) for c in conditions])
+        panel(f"k-NN top-1, k={k}", [
+            [(r.knn_top1.get(k), r.knn_untrained_top1.get(k)) for r in c.runs] if c.knn_comparable else []
+            for c in conditions
+        ])
         for k in ks
     ]  # fmt: skip
-    nothing: list[list[float]] = [[] for _ in conditions]
-    panels.append(Panel("linear top-1", [measured(r.linear_top1 for r in c.runs) for c in conditions],
-                        [measured(r.linear_untrained_top1 for r in c.runs) for c in conditions]))  # fmt: skip
-    panels.append(Panel("DAVIS J&F", [measured(r.davis.get("JF") for r in c.runs) for c in conditions], nothing))
+    panels.append(panel("linear top-1", [[(r.linear_top1, r.linear_untrained_top1) for r in c.runs]
+                                         for c in conditions]))  # fmt: skip
+    panels.append(panel("DAVIS J&F", [[(r.davis.get("JF"), None) for r in c.runs] for c in conditions]))
     return panels
 
 

@@ -302,6 +302,9 @@ def test_knn_scores_from_different_sets_are_never_set_side_by_side_as_if_they_co
     # The two seeds were scored on different sets: their condition takes no k-NN mean.
     (condition,) = comparison.conditions
     assert condition.label == "dino" and not condition.knn_comparable and condition.knn() is None
+    panels = {panel.title: panel for panel in evaluation_panels(comparison.conditions)}
+    assert panels["k-NN top-1, k=20"].values == [[]]  # not drawn, as not averaged
+    assert panels["linear top-1"].values == [[50.0]] and panels["linear top-1"].floors == [[]]  # its floor left out
     notes = "\n".join(comparison.notes)
     assert "dino-seed1: its untrained floor was scored on study_set (100 / 40, 64 px), the run on imagenet" in notes
     assert "dino: its seeds' k-NN were scored on different sets" in notes
