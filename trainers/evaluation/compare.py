@@ -956,20 +956,10 @@ def build_comparison(run_dirs: Sequence[Path]) -> Comparison:
     return Comparison(records, conditions, notes)
 
 
-def compare_runs(
-    run_dirs: Sequence[Path],
-    out_dir: Path,
-    *,
-    attention_images: Sequence[Path] | None = None,
-    attention_size: int = 224,
-    attention_mass: float | None = None,
-    device: str = "auto",
-) -> dict[str, Path]:
-    """Gather ``run_dirs`` and write the figures and tables into ``out_dir``. Returns file name -> path."""
-    return write_comparison(
-        build_comparison(run_dirs), out_dir, attention_images=attention_images, attention_size=attention_size,
-        attention_mass=attention_mass, device=device,
-    )  # fmt: skip
+def compare_runs(run_dirs: Sequence[Path], out_dir: Path, **options: Any) -> dict[str, Path]:
+    """Gather ``run_dirs`` and write the figures and tables into ``out_dir`` (``options``: `write_comparison`'s).
+    Returns file name -> path."""
+    return write_comparison(build_comparison(run_dirs), out_dir, **options)
 
 
 def write_comparison(
