@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wtours.errors import BusyError
+from wtours.errors import BusyError, WtoursError
 
 DATA_DIR_ENV = "WTOURS_DATA_DIR"
 
@@ -131,6 +131,20 @@ def read_json(path: str | os.PathLike[str]) -> Any | None:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def read_yaml_sections(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The YAML mapping at ``path`` (a run's config, a preset): an empty file is an empty mapping; invalid YAML or
+    anything but a mapping at the top level is a one-line `WtoursError` naming the file."""
+    import yaml
+
+    try:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise WtoursError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    if not isinstance(tree, dict):
+        raise WtoursError(f"{path}: expected a mapping of sections at the top level")
+    return tree
 
 
 def file_digests(path: str | os.PathLike[str], algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:

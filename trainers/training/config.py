@@ -180,15 +180,10 @@ def load_config(preset: str | Path, overrides: dict[str, Any] | None = None, *, 
                 ) -> TrainConfig:  # fmt: skip
     """Read a preset or YAML file (once), apply dotted overrides, validate every section into the method's
     typed config. ``method``, when given, must be the one the file declares."""
-    import yaml
+    from wtours.store import read_yaml_sections
 
     path = preset_path(preset)
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise WtoursError(f"{path}: not valid YAML ({err.__class__.__name__})") from err
-    if not isinstance(tree, dict):
-        raise WtoursError(f"{path}: expected a mapping of sections at the top level")
+    tree = read_yaml_sections(path)
     declared = tree.get("method", "dino")
     if method is not None and method != declared:
         raise WtoursError(f"preset {str(preset)!r} is for method {declared!r}, not {method!r}")

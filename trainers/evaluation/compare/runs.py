@@ -145,9 +145,7 @@ def knn_set_label(report: dict[str, Any]) -> str:
 
 def load_run(run_dir: Path) -> RunRecord:
     """Read one run folder; only ``config.yaml`` is required."""
-    import yaml
-
-    from wtours.store import RunDir, read_json
+    from wtours.store import RunDir, read_json, read_yaml_sections
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -156,12 +154,7 @@ def load_run(run_dir: Path) -> RunRecord:
     config_path = files.config_path
     if not config_path.is_file():
         raise WtoursError(f"{run_dir}: not a run folder (no config.yaml)")
-    try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise WtoursError(f"{config_path}: not valid YAML ({err.__class__.__name__})") from None
-    if not isinstance(config, dict):
-        raise WtoursError(f"{config_path}: expected a mapping of sections")
+    config = read_yaml_sections(config_path)
     record = RunRecord(
         label=str((config.get("run") or {}).get("name") or run_dir.name),
         path=run_dir,
