@@ -160,11 +160,14 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
                  monitor=KnnMonitor.of(config, study_set=lambda: labelled, announce=False))  # fmt: skip
     summary = run.summary()
     train_s = time.perf_counter() - began
+
+    def on_this_set(report_path: Path) -> Path:  # reports on another validation set than the study's own
+        other = val_per_class != VAL_PER_CLASS
+        return report_path.with_name(f"{report_path.stem}_val{val_per_class}.json") if other else report_path
+
     knn = {}
     for untrained in (False, True):
-        report_path = run.knn_path(untrained=untrained)
-        if val_per_class != VAL_PER_CLASS:
-            report_path = report_path.with_name(f"{report_path.stem}_val{val_per_class}.json")
+        report_path = on_this_set(run.knn_path(untrained=untrained))
         report = run_knn(
             config.run_dir, labelled, ks=(K,), temperature=0.07, image_size=image_size, batch_size=100,
             device=device, num_workers=0, out_json=report_path, untrained=untrained,
@@ -175,11 +178,8 @@ def run_one(method: str, seed: int, workdir: str, threads: int, smoke: bool = Fa
         from wtours.trainers.evaluation.linear import LinearProbeConfig, run_linear_probe
 
         for untrained in (False, True):
-            report_path = run.linear_path(untrained=untrained)
-            if val_per_class != VAL_PER_CLASS:
-                report_path = report_path.with_name(f"{report_path.stem}_val{val_per_class}.json")
             report = run_linear_probe(
-                config.run_dir, labelled / "train", labelled / "val", report_path,
+                config.run_dir, labelled / "train", labelled / "val", on_this_set(run.linear_path(untrained=untrained)),
                 config=LinearProbeConfig(protocol="cached"), resize=image_size, crop=image_size, num_workers=0,
                 device=device, untrained=untrained,
             )  # fmt: skip

@@ -140,8 +140,10 @@ def read_yaml_sections(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     try:
         tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise WtoursError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    except OSError as err:
+        raise WtoursError(f"{path}: cannot be read ({err.strerror or err.__class__.__name__})") from None
     if not isinstance(tree, dict):
         raise WtoursError(f"{path}: expected a mapping of sections at the top level")
     return tree

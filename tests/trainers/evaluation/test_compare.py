@@ -323,3 +323,12 @@ def test_knn_scores_from_different_sets_are_never_set_side_by_side_as_if_they_co
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Left out or not comparable:" in summary and "| dino | dino |" in summary
     assert next(row for row in csv.DictReader((tmp_path / "out" / "summary.csv").open()))["knn_top1_mean"] == ""
+
+
+def test_a_run_whose_config_is_not_text_is_a_one_line_error(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_bytes(b"\xff\xfe\x00binary")
+    result = CliRunner().invoke(app, ["compare", str(run), "--out", str(tmp_path / "out")])
+    assert isinstance(result.exception, WtoursError) and "not valid YAML" in str(result.exception)
+    assert "\n" not in str(result.exception) and not (tmp_path / "out").exists()

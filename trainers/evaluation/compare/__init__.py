@@ -81,18 +81,15 @@ def build_comparison(run_dirs: Sequence[Path]) -> Comparison:
         if not condition.knn_comparable:
             sets = ", ".join(f"{record.label} on {record.knn_set}" for record in condition.runs if record.knn_top1)
             notes.append(f"{condition.label}: its seeds' k-NN were scored on different sets ({sets}); no mean is taken")
-    kinds: list[tuple[dict[str, Any], list[str]]] = []  # one entry per way of scoring, with the runs scored so
+    kinds: list[list[RunRecord]] = []  # the scored runs, one list per way of scoring
     for record in (record for record in records if record.knn_top1):
-        for protocol, labels in kinds:
-            if same_protocol(protocol, record.knn_protocol):
-                labels.append(record.label)
-                break
+        kind = next((kind for kind in kinds if same_protocol(kind[0].knn_protocol, record.knn_protocol)), None)
+        if kind is None:
+            kinds.append([record])
         else:
-            kinds.append((record.knn_protocol, [record.label]))
+            kind.append(record)
     if len(kinds) > 1:
-        by_set = "; ".join(
-            f"{next(r.knn_set for r in records if r.label == labels[0])}: {', '.join(labels)}" for _, labels in kinds
-        )
+        by_set = "; ".join(f"{kind[0].knn_set}: {', '.join(record.label for record in kind)}" for kind in kinds)
         notes.append(f"k-NN was scored on {len(kinds)} different sets ({by_set}): its numbers compare only within one")
     return Comparison(records, conditions, notes)
 

@@ -181,7 +181,8 @@ def load_run(run_dir: Path) -> RunRecord:
     untrained = read_json(files.knn_path(untrained=True)) or {}
     record.knn_untrained_top1 = {int(k): float(value) for k, value in (untrained.get("top1") or {}).items()}
     record.knn_protocol, record.knn_set = knn_protocol(knn), knn_set_label(knn)
-    if record.knn_top1 and record.knn_untrained_top1 and not same_protocol(knn_protocol(untrained), knn_protocol(knn)):
+    both = record.knn_top1 and record.knn_untrained_top1
+    if both and not same_protocol(knn_protocol(untrained), record.knn_protocol):
         record.notes.append(
             f"{record.label}: its untrained floor was scored on {knn_set_label(untrained)}, the run on "
             f"{record.knn_set}; the floor is left out (score both on one set: eval knn RUN --data SET [--untrained])"

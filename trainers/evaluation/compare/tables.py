@@ -212,9 +212,7 @@ def summary_rows(conditions: Sequence[Condition]) -> list[dict[str, Any]]:
     return rows
 
 
-def _summary_cells(condition: Condition) -> list[str]:
-    stats = summary_measurements(condition)
-
+def _summary_cells(condition: Condition, stats: dict[str, SeedStats | None]) -> list[str]:
     def shown(name: str, digits: int = 1, sign: str = "") -> str:
         stat = stats[name]
         return MISSING if stat is None else stat.text(digits, sign)
@@ -241,20 +239,19 @@ SUMMARY_NOTE = (
 
 
 def summary_markdown(conditions: Sequence[Condition], notes: Sequence[str] = ()) -> str:
-    cell_rows = [_summary_cells(condition) for condition in conditions]
+    cell_rows = [_summary_cells(condition, summary_measurements(condition)) for condition in conditions]
     return _markdown_table(SUMMARY_HEADERS, cell_rows, SUMMARY_NOTE, notes)
 
 
 def summary_latex(conditions: Sequence[Condition]) -> str:
     """The best mean of k-NN, linear and J&F in bold."""
-    means = {name: [summary_measurements(c)[name] for c in conditions] for name in ("knn_top1", "linear_top1",
-                                                                                     "davis_jf")}  # fmt: skip
-    columns = {name: SUMMARY_HEADERS.index(title) for name, title in
-               (("knn_top1", "k-NN top-1"), ("linear_top1", "linear top-1"), ("davis_jf", "J&F"))}  # fmt: skip
-    bold = _best_cells({columns[name]: [stat.mean if stat else None for stat in stats]
-                        for name, stats in means.items()})  # fmt: skip
+    stats = [summary_measurements(condition) for condition in conditions]
+    bolded = {"knn_top1": "k-NN top-1", "linear_top1": "linear top-1", "davis_jf": "J&F"}
+    bold = _best_cells({SUMMARY_HEADERS.index(title): [row[name].mean if row[name] else None for row in stats]
+                        for name, title in bolded.items()})  # fmt: skip
     numeric = [index >= 5 for index in range(len(SUMMARY_HEADERS))]
-    return _latex_table(SUMMARY_HEADERS, [_summary_cells(condition) for condition in conditions], numeric, bold)
+    cell_rows = [_summary_cells(condition, row) for condition, row in zip(conditions, stats, strict=True)]
+    return _latex_table(SUMMARY_HEADERS, cell_rows, numeric, bold)
 
 
 def summary_csv(conditions: Sequence[Condition]) -> str:
