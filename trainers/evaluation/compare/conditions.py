@@ -127,12 +127,25 @@ NOT_CONDITION_KEYS = ("run.seed", "run.device", "run.compile", "run.precision")
 _SEED_IN_NAME = re.compile(r"[-_.]?seed[-_]?\d+", re.IGNORECASE)
 
 
-def _condition_key(record: RunRecord) -> str:
+def _condition_keys(records: Sequence[RunRecord]) -> list[str]:
+    """Each run's settings but those of NOT_CONDITION_KEYS and FREE_KEYS, with its videos and precision as
+    trained. Where runs of one method hold different keys (written by different wtours versions, or by hand), they
+    are compared with every default filled in, which imports the method modules; runs alike in their keys are
+    compared as saved."""
     from wtours.trainers.training.resume import FREE_KEYS, flatten, with_defaults
 
     ignored = FREE_KEYS | set(NOT_CONDITION_KEYS)
-    settings = {key: value for key, value in flatten(with_defaults(record.config)).items() if key not in ignored}
-    return json.dumps([record.videos, record.precision, settings], sort_keys=True, default=str)
+    flat = [flatten(record.config) for record in records]
+    for method in {record.method for record in records}:
+        of_method = [index for index, record in enumerate(records) if record.method == method]
+        if len({frozenset(flat[index]) for index in of_method}) > 1:
+            for index in of_method:
+                flat[index] = flatten(with_defaults(records[index].config))
+    return [
+        json.dumps([record.videos, record.precision, {key: value for key, value in settings.items()
+                                                      if key not in ignored}], sort_keys=True, default=str)
+        for record, settings in zip(records, flat, strict=True)
+    ]  # fmt: skip
 
 
 def _condition_label(runs: Sequence[RunRecord]) -> str:
@@ -149,8 +162,8 @@ def group_conditions(records: Sequence[RunRecord]) -> list[Condition]:
     """Group runs that differ only in their seed, in the order of their first run; each condition's runs by
     seed. Labels are made unique with a number."""
     groups: dict[str, list[RunRecord]] = {}
-    for record in records:
-        groups.setdefault(_condition_key(record), []).append(record)
+    for record, key in zip(records, _condition_keys(records), strict=True):
+        groups.setdefault(key, []).append(record)
     conditions = []
     for runs in groups.values():
         runs = sorted(runs, key=lambda record: (record.seed is None, record.seed or 0))
